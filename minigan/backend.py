@@ -1,0 +1,159 @@
+"""The array backend: which array module (NumPy or CuPy), which dtype, which random stream.
+
+A `Backend` travels with every model instead of living in a global, so two models on
+different devices or dtypes can sit side by side in one process. This is the only module
+that imports CuPy or talks to a CUDA device; every other module uses `backend.xp`, the
+array module, through NumPy-API calls that CuPy also provides.
+
+The random generator is always a host-side `numpy.random.Generator` (PCG64): the same
+seed gives the same initial weights, noise batches and data on every backend, so a CPU
+run and a GPU run can be compared number by number, and its state is plain JSON for
+checkpoints.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+BACKEND_NAMES = ("numpy", "cupy", "auto")
+DTYPES = {"float32": np.float32, "float64": np.float64}
+CUPY_INSTALL_HINT = ("pip install 'minigan[cuda12]' (CUDA 12) or 'minigan[cuda13]' (CUDA 13), "
+                     "i.e. the cupy-cuda12x / cupy-cuda13x wheel")
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for that this machine cannot provide."""
+
+
+class Backend:
+    """An array module, a floating dtype and a seeded random generator.
+
+    Attributes:
+        xp: the array module (`numpy` or `cupy`).
+        name: "numpy" or "cupy".
+        dtype: the floating dtype every parameter and activation uses.
+        rng: the seeded `numpy.random.Generator` behind every random draw.
+    """
+
+    def __init__(self, xp: Any, name: str, dtype: np.dtype, seed: int):
+        self.xp = xp
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def __repr__(self) -> str:
+        return f"Backend(name={self.name!r}, dtype={self.dtype.name!r}, seed={self.seed})"
+
+    def asarray(self, array: Any) -> Any:
+        """Returns `array` as an array of this backend in this backend's dtype."""
+        return self.xp.asarray(array, dtype=self.dtype)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        """Returns a host NumPy copy (or the array itself when it already is one)."""
+        return to_host(array)
+
+    def synchronize(self) -> None:
+        """Waits until the device has finished all queued work (a no-op on NumPy)."""
+        if self.name == "cupy":
+            self.xp.cuda.get_current_stream().synchronize()
+
+    def standard_normal(self, shape: tuple[int, ...]) -> Any:
+        """Draws N(0, 1) samples of `shape` from `rng`, as a backend array."""
+        return self.asarray(self.rng.standard_normal(shape, dtype=self.dtype))
+
+    def uniform(self, shape: tuple[int, ...]) -> Any:
+        """Draws U[0, 1) samples of `shape` from `rng`, as a backend array."""
+        return self.asarray(self.rng.random(shape, dtype=self.dtype))
+
+    def rng_state(self) -> dict:
+        """The generator's state, JSON-serialisable."""
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        """Restores a state returned by `rng_state`."""
+        self.rng.bit_generator.state = state
+
+
+def _import_cupy() -> Any:
+    try:
+        import cupy
+    except ImportError as error:
+        raise BackendUnavailableError(f"the cupy backend needs CuPy, which is not installed "
+                                      f"({error}); install it with {CUPY_INSTALL_HINT}") from None
+    return cupy
+
+
+def _cuda_device_count(cupy: Any) -> int:
+    try:
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # CUDA driver missing or broken: CuPy raises its own runtime errors
+        return 0
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and at least one CUDA device is present."""
+    try:
+        cupy = _import_cupy()
+    except BackendUnavailableError:
+        return False
+    return _cuda_device_count(cupy) > 0
+
+
+def array_module(array: Any) -> Any:
+    """The array module an array belongs to: NumPy for host data, CuPy for device arrays."""
+    if isinstance(array, (np.ndarray, np.generic)):
+        return np
+    return _import_cupy()
+
+
+def to_host(array: Any) -> np.ndarray:
+    """A NumPy view or copy of any backend's array."""
+    if isinstance(array, (np.ndarray, np.generic)):
+        return np.asarray(array)
+    return _import_cupy().asnumpy(array)
+
+
+def _resolve_dtype(dtype: Any) -> np.dtype:
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return resolved
+
+
+def get_backend(name: str | None = None, dtype: Any = "float32", seed: int = 0) -> Backend:
+    """Creates a backend.
+
+    Args:
+        name: "numpy", "cupy", or "auto" (CuPy when it imports and a CUDA device is
+            present, else NumPy). None reads `$MINIGAN_BACKEND`, defaulting to "numpy".
+        dtype: "float32" (training) or "float64" (gradient checks).
+        seed: seed of the backend's random generator.
+
+    Raises:
+        ValueError: unknown name or dtype, or a negative seed.
+        BackendUnavailableError: CuPy asked for but not installed, or no CUDA device.
+    """
+    if name is None:
+        name = os.environ.get("MINIGAN_BACKEND", "numpy")
+    name = name.strip().lower()
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {BACKEND_NAMES}, got {name!r}")
+    resolved_dtype = _resolve_dtype(dtype)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if name == "auto":
+        name = "cupy" if cuda_available() else "numpy"
+    if name == "numpy":
+        return Backend(np, "numpy", resolved_dtype, int(seed))
+    cupy = _import_cupy()
+    if _cuda_device_count(cupy) == 0:
+        raise BackendUnavailableError("CuPy is installed but no CUDA device is available "
+                                      "(check the driver and CUDA_VISIBLE_DEVICES), "
+                                      "or use backend 'numpy'")
+    return Backend(cupy, "cupy", resolved_dtype, int(seed))

@@ -1,0 +1,154 @@
+"""Optimizers: `SGD`, `Adam`, `RMSProp`, each a few in-place operations on flat buffers.
+
+An optimizer holds a model's flat `params` and `grads` arrays and updates the whole
+model at once, with PyTorch's exact update rules. State (moments, step count) lives in
+buffers allocated once; `step()` allocates nothing.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def _check_hyper(name: str, value: float, low: float, high: float = math.inf,
+                 low_open: bool = False, high_open: bool = True) -> float:
+    value = float(value)
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (math.isfinite(value) and above and below):
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}")
+    return value
+
+
+class Optimizer:
+    """Base class: validates the learning rate, finds the flat buffers, saves state.
+
+    Args:
+        model: anything with flat `params` and `grads` arrays (a `Sequential`).
+        lr: learning rate, > 0.
+    """
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, model: Any, lr: float):
+        self.model = model
+        self.params, self.grads = model.params, model.grads
+        self.lr = _check_hyper("lr", lr, 0.0, low_open=True)
+        self.steps = 0
+        xp = model.backend.xp
+        self.work = xp.zeros_like(self.params)  # scratch space reused by every step
+        for name in self.state_names:
+            setattr(self, name, xp.zeros_like(self.params))
+
+    def step(self) -> None:
+        """Updates `params` in place from `grads`."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Host copies of the optimizer's state buffers plus the step count."""
+        state = {name: self.model.backend.to_numpy(getattr(self, name)).copy()
+                 for name in self.state_names}
+        state["steps"] = np.array(self.steps, dtype=np.int64)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a `state_dict`; raises ValueError when a buffer is missing or misshapen."""
+        for name in (*self.state_names, "steps"):
+            if name not in state:
+                raise ValueError(f"optimizer state is missing {name!r}")
+        for name in self.state_names:
+            if tuple(np.shape(state[name])) != tuple(self.params.shape):
+                raise ValueError(f"optimizer state {name!r} has shape {np.shape(state[name])}, "
+                                 f"expected {tuple(self.params.shape)}")
+            getattr(self, name)[...] = self.model.backend.asarray(state[name])
+        self.steps = int(state["steps"])
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum (torch.optim.SGD semantics).
+
+    buf = momentum * buf + g;  p -= lr * buf   (buf = g when momentum is 0).
+    """
+
+    state_names = ("momentum_buffer",)
+
+    def __init__(self, model: Any, lr: float, momentum: float = 0.0):
+        self.momentum = _check_hyper("momentum", momentum, 0.0, 1.0)
+        super().__init__(model, lr)
+
+    def step(self) -> None:
+        self.steps += 1
+        direction = self.grads
+        if self.momentum:
+            self.momentum_buffer *= self.momentum
+            self.momentum_buffer += self.grads
+            direction = self.momentum_buffer
+        self.work[...] = direction
+        self.work *= self.lr
+        self.params -= self.work
+
+
+class Adam(Optimizer):
+    """Adam (torch.optim.Adam semantics, no weight decay).
+
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+    p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 - b_i^t.
+    """
+
+    state_names = ("m", "v")
+
+    def __init__(self, model: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.beta1 = _check_hyper("betas[0]", betas[0], 0.0, 1.0)
+        self.beta2 = _check_hyper("betas[1]", betas[1], 0.0, 1.0)
+        self.eps = _check_hyper("eps", eps, 0.0)
+        super().__init__(model, lr)
+
+    def step(self) -> None:
+        self.steps += 1
+        xp, g, work = self.model.backend.xp, self.grads, self.work
+        self.m -= g                         # m + (1 - b1)(g - m) = b1 m + (1 - b1) g
+        self.m *= self.beta1
+        self.m += g
+        self.v *= self.beta2                # v = b2 v + (1 - b2) g^2
+        xp.multiply(g, g, out=work)
+        work *= 1 - self.beta2
+        self.v += work
+        sqrt_bc2 = math.sqrt(1 - self.beta2 ** self.steps)
+        step_size = self.lr / (1 - self.beta1 ** self.steps)
+        xp.sqrt(self.v, out=work)
+        work /= sqrt_bc2
+        work += self.eps
+        xp.divide(self.m, work, out=work)
+        work *= step_size
+        self.params -= work
+
+
+class RMSProp(Optimizer):
+    """RMSProp (torch.optim.RMSprop semantics, not centred, no momentum).
+
+    v = alpha v + (1 - alpha) g^2;  p -= lr * g / (sqrt(v) + eps).
+    """
+
+    state_names = ("square_avg",)
+
+    def __init__(self, model: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8):
+        self.alpha = _check_hyper("alpha", alpha, 0.0, 1.0)
+        self.eps = _check_hyper("eps", eps, 0.0)
+        super().__init__(model, lr)
+
+    def step(self) -> None:
+        self.steps += 1
+        xp, g, work = self.model.backend.xp, self.grads, self.work
+        self.square_avg *= self.alpha
+        xp.multiply(g, g, out=work)
+        work *= 1 - self.alpha
+        self.square_avg += work
+        xp.sqrt(self.square_avg, out=work)
+        work += self.eps
+        xp.divide(g, work, out=work)
+        work *= self.lr
+        self.params -= work
