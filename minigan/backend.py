@@ -61,12 +61,15 @@ class Backend:
             self.xp.cuda.get_current_stream().synchronize()
 
     def standard_normal(self, shape: tuple[int, ...]) -> Any:
-        """Draws N(0, 1) samples of `shape` from `rng`, as a backend array."""
-        return self.asarray(self.rng.standard_normal(shape, dtype=self.dtype))
+        """Draws N(0, 1) samples of `shape` from `rng`, as a backend array.
+
+        Drawn in float64 and rounded, so float32 and float64 backends with one seed see
+        the same noise."""
+        return self.asarray(self.rng.standard_normal(shape))
 
     def uniform(self, shape: tuple[int, ...]) -> Any:
-        """Draws U[0, 1) samples of `shape` from `rng`, as a backend array."""
-        return self.asarray(self.rng.random(shape, dtype=self.dtype))
+        """Draws U[0, 1) samples of `shape` from `rng`, as a backend array (float64, rounded)."""
+        return self.asarray(self.rng.random(shape))
 
     def rng_state(self) -> dict:
         """The generator's state, JSON-serialisable."""

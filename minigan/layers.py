@@ -52,6 +52,10 @@ class Layer:
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
 
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (see `layer_from_config`)."""
+        return {"type": type(self).__name__}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -81,6 +85,10 @@ class Dense(Layer):
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features}, init={self.init!r})"
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Dense", "in_features": self.in_features,
+                "out_features": self.out_features, "init": self.init}
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
@@ -135,6 +143,9 @@ class LeakyReLU(Layer):
     def __repr__(self) -> str:
         return f"LeakyReLU({self.slope})"
 
+    def config(self) -> dict[str, Any]:
+        return {"type": "LeakyReLU", "slope": self.slope}
+
     def forward(self, x: Any) -> Any:
         self.positive = x > 0
         return self.xp.where(self.positive, x, x * self.slope)
@@ -172,3 +183,15 @@ class Tanh(Layer):
 
     def backward(self, dy: Any, param_grads: bool = True) -> Any:
         return dy * (1 - self.y * self.y)
+
+
+LAYER_TYPES = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh)}
+
+
+def layer_from_config(config: dict[str, Any]) -> Layer:
+    """Rebuilds a layer from `Layer.config()`; raises ValueError for an unknown type."""
+    arguments = dict(config)
+    kind = arguments.pop("type", None)
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {kind!r}; known: {sorted(LAYER_TYPES)}")
+    return LAYER_TYPES[kind](**arguments)

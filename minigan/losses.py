@@ -71,3 +71,56 @@ class SoftmaxCrossEntropy:
         grad[rows, self.labels] -= 1
         grad /= grad.shape[0]
         return grad
+
+
+class NonSaturatingLoss:
+    """The GAN objective of Goodfellow et al. (2014) with the non-saturating generator loss.
+
+    D minimises BCE(D(x), 1) + BCE(D(fake), 0); G minimises BCE(D(fake), 1), i.e.
+    maximises log D(G(z)), which keeps its gradient alive when D rejects every fake.
+
+    Args:
+        label_smoothing: one-sided label smoothing, the real target becomes 1 - smoothing.
+    """
+
+    name = "non_saturating"
+
+    def __init__(self, label_smoothing: float = 0.0):
+        if not 0.0 <= label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
+        self.label_smoothing = label_smoothing
+        self.bce = BCEWithLogits()
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild this loss (saved in checkpoints)."""
+        return {"label_smoothing": self.label_smoothing}
+
+    def _bce(self, logits: Any, target: float) -> tuple[Any, Any]:
+        value = self.bce.forward(logits, target)
+        return value, self.bce.backward()
+
+    def discriminator_real(self, logits: Any) -> tuple[Any, Any]:
+        """D's loss term on real logits and its gradient."""
+        return self._bce(logits, 1.0 - self.label_smoothing)
+
+    def discriminator_fake(self, logits: Any) -> tuple[Any, Any]:
+        """D's loss term on fake logits and its gradient."""
+        return self._bce(logits, 0.0)
+
+    def generator(self, logits: Any) -> tuple[Any, Any]:
+        """G's loss on D's logits for its samples, and the gradient w.r.t. those logits."""
+        return self._bce(logits, 1.0)
+
+
+class MinimaxLoss(NonSaturatingLoss):
+    """The original minimax objective: G minimises mean log(1 - D(G(z))) = -BCE(D(fake), 0)."""
+
+    name = "minimax"
+
+    def generator(self, logits: Any) -> tuple[Any, Any]:
+        value, grad = self._bce(logits, 0.0)
+        grad *= -1
+        return -value, grad
+
+
+ADVERSARIAL_LOSSES = {cls.name: cls for cls in (NonSaturatingLoss, MinimaxLoss)}

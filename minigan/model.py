@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .backend import Backend, get_backend
-from .layers import Layer
+from .layers import Layer, layer_from_config
 
 
 class Sequential:
@@ -52,6 +52,25 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], backend={self.backend!r})"
+
+    def config(self) -> list[dict[str, Any]]:
+        """The layer configurations that rebuild this architecture (`from_config`)."""
+        return [layer.config() for layer in self.layers]
+
+    @classmethod
+    def from_config(cls, config: list[dict[str, Any]], backend: Backend | None = None) -> "Sequential":
+        """Builds a freshly initialised model from `config()`."""
+        return cls([layer_from_config(layer) for layer in config], backend=backend)
+
+    @property
+    def in_features(self) -> int:
+        """Width of the input, from the first Dense layer."""
+        return next(layer.in_features for layer in self.layers if hasattr(layer, "in_features"))
+
+    @property
+    def out_features(self) -> int:
+        """Width of the output, from the last Dense layer."""
+        return next(layer.out_features for layer in reversed(self.layers) if hasattr(layer, "out_features"))
 
     @property
     def num_params(self) -> int:

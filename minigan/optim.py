@@ -47,6 +47,14 @@ class Optimizer:
         """Updates `params` in place from `grads`."""
         raise NotImplementedError
 
+    def config(self) -> dict[str, Any]:
+        """Type and hyper-parameters, enough to rebuild the optimizer (`optimizer_from_config`)."""
+        return {"type": type(self).__name__, "lr": self.lr, **self.hyper_parameters()}
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        """The constructor's keyword arguments other than `lr`."""
+        return {}
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Host copies of the optimizer's state buffers plus the step count."""
         state = {name: self.model.backend.to_numpy(getattr(self, name)).copy()
@@ -79,6 +87,9 @@ class SGD(Optimizer):
         self.momentum = _check_hyper("momentum", momentum, 0.0, 1.0)
         super().__init__(model, lr)
 
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {"momentum": self.momentum}
+
     def step(self) -> None:
         self.steps += 1
         direction = self.grads
@@ -106,6 +117,9 @@ class Adam(Optimizer):
         self.beta2 = _check_hyper("betas[1]", betas[1], 0.0, 1.0)
         self.eps = _check_hyper("eps", eps, 0.0)
         super().__init__(model, lr)
+
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {"betas": [self.beta1, self.beta2], "eps": self.eps}
 
     def step(self) -> None:
         self.steps += 1
@@ -140,6 +154,9 @@ class RMSProp(Optimizer):
         self.eps = _check_hyper("eps", eps, 0.0)
         super().__init__(model, lr)
 
+    def hyper_parameters(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "eps": self.eps}
+
     def step(self) -> None:
         self.steps += 1
         xp, g, work = self.model.backend.xp, self.grads, self.work
@@ -152,3 +169,17 @@ class RMSProp(Optimizer):
         xp.divide(g, work, out=work)
         work *= self.lr
         self.params -= work
+
+
+OPTIMIZER_TYPES = {cls.__name__: cls for cls in (SGD, Adam, RMSProp)}
+
+
+def optimizer_from_config(model: Any, config: dict[str, Any]) -> Optimizer:
+    """Builds an optimizer for `model` from `Optimizer.config()`."""
+    arguments = dict(config)
+    kind = arguments.pop("type", None)
+    if kind not in OPTIMIZER_TYPES:
+        raise ValueError(f"unknown optimizer type {kind!r}; known: {sorted(OPTIMIZER_TYPES)}")
+    if "betas" in arguments:
+        arguments["betas"] = tuple(arguments["betas"])
+    return OPTIMIZER_TYPES[kind](model, **arguments)

@@ -42,7 +42,9 @@ def test_activation_forward_matches_formula(backend, name):
 @given(shape=batch_and_features(), seed=st.integers(0, 2**16))
 def test_activation_gradients(name, shape, seed):
     be = mg.get_backend("numpy", dtype="float64", seed=seed)
-    x = away_from_zero(np.random.default_rng(seed).standard_normal(shape) * 3)
+    # |x| <= 3 keeps tanh and sigmoid out of saturation, where the derivative drops
+    # below what central differences can resolve.
+    x = away_from_zero(np.random.default_rng(seed).uniform(-3, 3, shape))
     assert_gradients_close(check_model(ACTIVATIONS[name][0](), be.asarray(x)))
 
 

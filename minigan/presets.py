@@ -1,0 +1,86 @@
+"""Presets: named architectures and hyper-parameters, and `build_gan`, which turns one into a GAN.
+
+`seed` is the classic MLP of the original GAN tutorials (for 784-pixel images); the
+others are tuned for one data set each and are what `minigan train --data NAME` uses
+when no preset is named.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .backend import Backend
+from .gan import GAN
+from .layers import Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
+from .model import Sequential
+from .optim import Adam
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": lambda: LeakyReLU(0.2), "tanh": Tanh}
+OUTPUTS = {"linear": None, "sigmoid": Sigmoid, "tanh": Tanh}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Architecture and optimisation settings of one training recipe."""
+
+    latent_dim: int                          # width of the noise z
+    generator_hidden: tuple[int, ...]        # hidden widths of G
+    discriminator_hidden: tuple[int, ...]    # hidden widths of D
+    generator_activation: str = "relu"       # key of ACTIVATIONS
+    discriminator_activation: str = "leaky_relu"
+    output: str = "linear"                   # G's output layer: linear (2-D data) or sigmoid ([0, 1] images)
+    lr: float = 2e-4                         # Adam learning rate of both players
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 64
+    steps: int = 5000                        # generator steps
+    loss: str = "non_saturating"
+    d_steps: int = 1                         # discriminator steps per generator step
+    label_smoothing: float = 0.0
+    init: str = "he"
+
+    def with_overrides(self, **overrides: Any) -> "Preset":
+        """A copy with the non-None `overrides` applied."""
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+
+PRESETS: dict[str, Preset] = {
+    # Goodfellow-style MLP of the classic tutorials: G 100 -> 256 ReLU -> 784 sigmoid,
+    # D 784 -> 256 ReLU -> 1, Adam(2e-4, beta1 0.5).
+    "seed": Preset(latent_dim=100, generator_hidden=(256,), discriminator_hidden=(256,),
+                   discriminator_activation="relu", output="sigmoid", batch_size=64, steps=10000),
+    "ring8": Preset(latent_dim=16, generator_hidden=(128, 128), discriminator_hidden=(128, 128),
+                    lr=1e-3, batch_size=256, steps=3000),
+    "grid25": Preset(latent_dim=16, generator_hidden=(256, 256), discriminator_hidden=(256, 256),
+                     lr=1e-3, batch_size=256, steps=6000),
+    "digits": Preset(latent_dim=32, generator_hidden=(256, 256), discriminator_hidden=(256,),
+                     output="sigmoid", batch_size=64, steps=6000),
+    "idx": Preset(latent_dim=100, generator_hidden=(256, 512), discriminator_hidden=(512, 256),
+                  output="sigmoid", batch_size=64, steps=10000),
+}
+
+
+def _mlp(sizes: list[int], activation: str, output: str, init: str, backend: Backend) -> Sequential:
+    layers: list[Layer] = []
+    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Dense(n_in, n_out, init=init))
+        if index < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    if OUTPUTS[output] is not None:
+        layers.append(OUTPUTS[output]())
+    return Sequential(layers, backend=backend)
+
+
+def build_gan(preset: Preset, features: int, backend: Backend) -> GAN:
+    """Builds G (latent -> features) and D (features -> 1 logit) and their Adam optimizers."""
+    for name, table in (("generator_activation", ACTIVATIONS), ("discriminator_activation", ACTIVATIONS),
+                        ("output", OUTPUTS)):
+        if getattr(preset, name) not in table:
+            raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(preset, name)!r}")
+    generator = _mlp([preset.latent_dim, *preset.generator_hidden, features],
+                     preset.generator_activation, preset.output, preset.init, backend)
+    discriminator = _mlp([features, *preset.discriminator_hidden, 1],
+                         preset.discriminator_activation, "linear", preset.init, backend)
+    return GAN(generator, discriminator, loss=preset.loss,
+               d_opt=Adam(discriminator, lr=preset.lr, betas=preset.betas),
+               g_opt=Adam(generator, lr=preset.lr, betas=preset.betas),
+               d_steps=preset.d_steps, label_smoothing=preset.label_smoothing)

@@ -1,0 +1,100 @@
+"""The command line end to end on tiny budgets, and its one-line errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minigan.cli import main
+
+TINY = ["--steps", "20", "--batch-size", "16", "--no-progress"]
+
+
+def run_main(capsys, *argv):
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_train_writes_every_output(trained):
+    for name in ("checkpoint.npz", "metrics.json", "history.csv", "samples.png", "losses.png"):
+        assert (trained / name).stat().st_size > 0, name
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["data"] == "ring8" and metrics["steps"] == 20
+    assert 0 <= metrics["modes_covered"] <= 8 and 0 <= metrics["high_quality"] <= 1
+    header, *rows = (trained / "history.csv").read_text().splitlines()
+    assert header == "step,d_loss,g_loss,d_real,d_fake" and len(rows) == 2
+
+
+def test_sample_to_npy_and_png(trained, tmp_path, capsys):
+    status, out, _ = run_main(capsys, "sample", "--checkpoint", str(trained / "checkpoint.npz"),
+                              "--n", "30", "--out", str(tmp_path / "s.npy"))
+    assert status == 0 and "wrote 30 samples" in out
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (30, 2) and np.all(np.isfinite(samples))
+    status, _, _ = run_main(capsys, "sample", "--checkpoint", str(trained / "checkpoint.npz"),
+                            "--out", str(tmp_path / "s.png"))
+    assert status == 0 and (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_prints_the_metrics(trained, capsys):
+    status, out, _ = run_main(capsys, "eval", "--checkpoint", str(trained / "checkpoint.npz"), "--n", "500")
+    metrics = json.loads(out)
+    assert status == 0 and metrics["num_samples"] == 500 and "reverse_kl" in metrics
+
+
+def test_resume_continues_to_more_steps(trained, tmp_path, capsys):
+    status, out, _ = run_main(capsys, "train", "--resume", str(trained), "--steps", "30",
+                              "--out", str(tmp_path), "--no-progress")
+    assert status == 0 and json.loads(out.splitlines()[0])["steps"] == 30
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--data", "cifar"], "invalid choice"),
+    (["train", "--steps", "0"], "must be a positive integer"),
+    (["train", "--lr", "-1", *TINY], "lr must be a positive number"),
+    (["train", "--backend", "cupy", *TINY], "cupy"),
+    (["train", "--data", "idx", "--data-dir", "/nonexistent/dir", *TINY], "/nonexistent/dir"),
+    (["train", "--resume", "/nonexistent/run", *TINY], "checkpoint not found"),
+    (["sample", "--checkpoint", "/nonexistent.npz", "--out", "x.png"], "checkpoint not found"),
+    (["eval"], "--checkpoint"),
+    ([], "required"),
+])
+def test_errors_are_one_line(capsys, argv, words, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    status, _, err = run_main(capsys, *argv)
+    assert status == 2
+    assert err.startswith("minigan: error:") and err.count("\n") == 1 and words in err, err
+    assert "Traceback" not in err
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"\x00" * 100)
+    status, _, err = run_main(capsys, "eval", "--checkpoint", str(bad))
+    assert status == 2 and "not a readable checkpoint" in err and err.count("\n") == 1
+
+
+def test_sample_refuses_unknown_suffix(trained, capsys):
+    status, _, err = run_main(capsys, "sample", "--checkpoint", str(trained / "checkpoint.npz"),
+                              "--out", "samples.jpg")
+    assert status == 2 and "must end in .png or .npy" in err
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "minigan", "train", "--steps", "5", "--out",
+                             str(tmp_path), "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "checkpoint.npz").exists()
+    bad = subprocess.run([sys.executable, "-m", "minigan", "train", "--data", "nope"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
