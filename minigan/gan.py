@@ -76,10 +76,10 @@ class GAN:
         D.zero_grad()
         logits_real = D.forward(real)  # (N, 1)
         loss_real, grad = self.loss.discriminator_real(logits_real)
-        D.backward(grad)
+        D.backward(grad, input_grad=False)
         logits_fake = D.forward(fake)
         loss_fake, grad = self.loss.discriminator_fake(logits_fake)
-        D.backward(grad)
+        D.backward(grad, input_grad=False)
         self.d_opt.step()
         return fake, {"d_loss": float(loss_real + loss_fake),
                       "d_real": _mean_probability(xp, logits_real),
@@ -88,7 +88,7 @@ class GAN:
     def _generator_step(self, fake: Any) -> float:
         self.generator.zero_grad()
         loss, grad = self.loss.generator(self.discriminator.forward(fake))
-        self.generator.backward(self.discriminator.backward(grad, param_grads=False))
+        self.generator.backward(self.discriminator.backward(grad, param_grads=False), input_grad=False)
         self.g_opt.step()
         return float(loss)
 

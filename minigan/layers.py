@@ -44,9 +44,10 @@ class Layer:
         """Returns the layer's output and caches what `backward` needs."""
         raise NotImplementedError
 
-    def backward(self, dy: Any, param_grads: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         """Adds dL/dparams into the gradient views (unless `param_grads` is False)
-        and returns dL/dx, given dy = dL/dy of the last `forward`."""
+        and returns dL/dx, given dy = dL/dy of the last `forward`. With
+        `input_grad=False` a layer may skip computing dL/dx and return None."""
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
@@ -114,11 +115,11 @@ class Dense(Layer):
         y += self.b
         return y
 
-    def backward(self, dy: Any, param_grads: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         if param_grads:
             self.dW += self.x.T @ dy  # (in, out) = (in, N) @ (N, out)
             self.db += dy.sum(axis=0)
-        return dy @ self.W.T  # (N, in)
+        return dy @ self.W.T if input_grad else None  # (N, in)
 
 
 class ReLU(Layer):
@@ -128,7 +129,7 @@ class ReLU(Layer):
         self.y = self.xp.maximum(x, 0)
         return self.y
 
-    def backward(self, dy: Any, param_grads: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         return dy * (self.y > 0)
 
 
@@ -150,7 +151,7 @@ class LeakyReLU(Layer):
         self.positive = x > 0
         return self.xp.where(self.positive, x, x * self.slope)
 
-    def backward(self, dy: Any, param_grads: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         return self.xp.where(self.positive, dy, dy * self.slope)
 
 
@@ -170,7 +171,7 @@ class Sigmoid(Layer):
         self.y = sigmoid(self.xp, x)
         return self.y
 
-    def backward(self, dy: Any, param_grads: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         return dy * self.y * (1 - self.y)
 
 
@@ -181,7 +182,7 @@ class Tanh(Layer):
         self.y = self.xp.tanh(x)
         return self.y
 
-    def backward(self, dy: Any, param_grads: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         return dy * (1 - self.y * self.y)
 
 

@@ -85,14 +85,18 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy: Any, param_grads: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
         """Backpropagates dy = dL/doutput of the last forward; returns dL/dinput.
 
         With `param_grads=True` the parameter gradients are *added* into `grads`;
-        with False they are left untouched and only dL/dinput is computed.
+        with False they are left untouched and only dL/dinput is computed. With
+        `input_grad=False` the first layer skips dL/dinput (a whole matrix product
+        for a Dense layer) and None is returned.
         """
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy, param_grads=param_grads)
+        last = len(self.layers) - 1
+        for index in range(last, -1, -1):
+            dy = self.layers[index].backward(dy, param_grads=param_grads,
+                                             input_grad=input_grad or index > 0)
         return dy
 
     def zero_grad(self) -> None:

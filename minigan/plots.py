@@ -71,8 +71,18 @@ def _points(name: str, array: np.ndarray) -> np.ndarray:
     return points
 
 
+def _half_width(samples: Sequence[np.ndarray], modes: np.ndarray | None, std: float | None) -> float:
+    """Half the side of a square view centred on 0: every mode with a margin, else every sample."""
+    if modes is not None:
+        half = 1.5 * np.abs(modes).max() + (3 * std if std is not None else 0.0)
+    else:
+        points = np.abs(np.concatenate(samples))
+        half = 1.1 * points[np.isfinite(points)].max(initial=0.0)
+    return float(half) if half > 0 else 1.0
+
+
 def _draw_scatter(ax: Any, samples: np.ndarray, modes: np.ndarray | None, std: float | None,
-                  half_width: float | None, title: str) -> None:
+                  half_width: float, title: str) -> None:
     """Draw one scatter panel: samples as faint dots, modes as red crosses with 3*std circles."""
     from matplotlib.patches import Circle
 
@@ -85,9 +95,8 @@ def _draw_scatter(ax: Any, samples: np.ndarray, modes: np.ndarray | None, std: f
                                     linewidth=0.8, label="3 std zone" if i == 0 else None))
         ax.scatter(modes[:, 0], modes[:, 1], marker="x", s=30, linewidths=1.2, color="red",
                    label="modes")
-    if half_width is not None:
-        ax.set_xlim(-half_width, half_width)
-        ax.set_ylim(-half_width, half_width)
+    ax.set_xlim(-half_width, half_width)
+    ax.set_ylim(-half_width, half_width)
     ax.set_aspect("equal")
     ax.grid(alpha=0.2)
     ax.set_title(title)
@@ -105,7 +114,7 @@ def save_scatter(path: PathLike, samples: np.ndarray, modes: np.ndarray | None =
         std: standard deviation of each mode; draws a circle of radius 3*std around
             each mode (PacGAN's high-quality zone).
         limits: both axes span [-limits, limits]; by default 1.5 times the extent of
-            the modes, or fitted to the samples when no modes are given.
+            the modes (1.1 times that of the samples when no modes are given).
     """
     return save_scatter_grid(path, [(title, samples)], modes=modes, std=std, limits=limits)
 
@@ -129,13 +138,10 @@ def save_scatter_grid(path: PathLike, panels: Sequence[tuple[str, np.ndarray]],
         raise ValueError(f"std must be positive, got {std}")
     if limits is not None and not limits > 0:
         raise ValueError(f"limits must be positive, got {limits}")
-    half_width = limits
-    if half_width is None and modes is not None:  # every mode with a margin, centred on 0
-        half_width = 1.5 * float(np.abs(modes).max()) + (3 * std if std is not None else 0.0) or 1.0
+    half_width = limits if limits is not None else _half_width(samples, modes, std)
     legend_inches = 0.4 if modes is not None else 0.0
     figsize = (_PANEL_INCHES * len(panels), _PANEL_INCHES + legend_inches)
-    with _figure(path, figsize, ncols=len(panels), sharex=True, sharey=True,
-                 layout="constrained") as (_, axes):
+    with _figure(path, figsize, ncols=len(panels), layout="constrained") as (_, axes):
         for ax, title, points in zip(axes[0], titles, samples):
             _draw_scatter(ax, points, modes, std, half_width, title)
         if modes is not None:  # one legend, below the first panel

@@ -10,8 +10,8 @@ from minigan import gradcheck
 class HalfGradientDense(mg.Dense):
     """A Dense layer whose weight gradient is deliberately half the true one."""
 
-    def backward(self, dy, param_grads=True):
-        dx = super().backward(dy, param_grads=False)
+    def backward(self, dy, param_grads=True, input_grad=True):
+        dx = super().backward(dy, param_grads=False, input_grad=input_grad)
         if param_grads:
             self.dW += 0.5 * (self.x.T @ dy)
             self.db += dy.sum(axis=0)
@@ -21,7 +21,7 @@ class HalfGradientDense(mg.Dense):
 class WrongSigmoid(mg.Sigmoid):
     """Sigmoid with the derivative y instead of y (1 - y)."""
 
-    def backward(self, dy, param_grads=True):
+    def backward(self, dy, param_grads=True, input_grad=True):
         return dy * self.y
 
 

@@ -126,3 +126,15 @@ def test_bad_construction():
     relu = mg.ReLU()
     with pytest.raises(ValueError, match="appears twice"):
         mg.Sequential([mg.Dense(2, 2), relu, mg.Dense(2, 2), relu])
+
+
+def test_input_grad_false_skips_only_the_input_gradient(backend):
+    model = make_mlp(backend)
+    x, dy = backend.standard_normal((5, 4)), backend.standard_normal((5, 3))
+    model.forward(x)
+    model.backward(dy)
+    full = backend.to_numpy(model.grads).copy()
+    model.zero_grad()
+    model.forward(x)
+    assert model.backward(dy, input_grad=False) is None
+    np.testing.assert_array_equal(backend.to_numpy(model.grads), full)

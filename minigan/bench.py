@@ -1,0 +1,216 @@
+"""Step-throughput benchmark: the full GAN training step per backend, against its roofline.
+
+For each (batch size, hidden width) cell on the `seed` preset's shape
+(G 100 -> H ReLU -> 784 sigmoid, D 784 -> H ReLU -> 1, Adam), it measures the median
+milliseconds of `GAN.train_step` (float32) after warm-up, and the *roofline*: the time the
+step's matrix products alone take at the same shapes on the same backend, in the same
+run. The roofline share (products / step) says how much of the step is spent outside
+BLAS. The PyTorch reference (`bench_torch`) runs only when asked for, in a child process.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .backend import Backend, BackendUnavailableError, get_backend
+from .presets import PRESETS, build_gan
+
+LATENT, FEATURES = 100, 784
+
+
+@dataclass
+class BenchResult:
+    """One row of the table."""
+
+    implementation: str     # "minigan" or "torch"
+    device: str             # "cpu" or "cuda"
+    batch: int
+    hidden: int
+    ms_per_step: float      # median over repeats
+    roofline_ms: float      # the step's matrix products alone, same shapes and device
+    peak_mb: float | None   # memory held by the step: state plus per-step temporaries
+    note: str = ""
+
+    @property
+    def steps_per_s(self) -> float:
+        return 1000.0 / self.ms_per_step
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.batch * self.steps_per_s
+
+    @property
+    def roofline_share(self) -> float:
+        return self.roofline_ms / self.ms_per_step
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "steps_per_s": self.steps_per_s, "samples_per_s": self.samples_per_s,
+                "roofline_share": self.roofline_share}
+
+
+def step_products(batch: int, hidden: int) -> list[tuple[tuple[int, int], tuple[int, int], bool, bool, int]]:
+    """The matrix products one training step needs at minimum, with multiplicities.
+
+    Each entry: (shape of A, shape of B, A transposed?, B transposed?, count), meaning
+    A^T? @ B^T? is computed `count` times. Shapes are of the stored arrays.
+    """
+    n, h, z, f = batch, hidden, LATENT, FEATURES
+    return [
+        ((n, z), (z, h), False, False, 1),   # G forward, layer 1
+        ((n, h), (h, f), False, False, 1),   # G forward, layer 2
+        ((n, f), (f, h), False, False, 3),   # D forward layer 1: real, fake, fake after D's update
+        ((n, h), (h, 1), False, False, 3),   # D forward layer 2
+        ((n, h), (n, 1), True, False, 2),    # dV2 = h^T dy (real and fake batch)
+        ((n, 1), (h, 1), False, True, 3),    # dh = dy V2^T (real, fake, G step)
+        ((n, f), (n, h), True, False, 2),    # dV1 = x^T dh (real and fake batch)
+        ((n, h), (f, h), False, True, 1),    # D's input gradient in the G step: dx = dh V1^T
+        ((n, h), (n, f), True, False, 1),    # G backward: dW2 = h^T dy
+        ((n, f), (h, f), False, True, 1),    # G backward: dh = dy W2^T
+        ((n, z), (n, h), True, False, 1),    # G backward: dW1 = z^T dh
+    ]
+
+
+def median_ms(fn: Callable[[], Any], synchronize: Callable[[], None], repeats: int, warmup: int) -> float:
+    """Median wall-clock milliseconds of fn() over `repeats` calls after `warmup` calls,
+    synchronizing the device around every timed call."""
+    for _ in range(warmup):
+        fn()
+    synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def roofline_ms(xp: Any, dtype: Any, batch: int, hidden: int, synchronize: Callable[[], None],
+                repeats: int, warmup: int) -> float:
+    """Summed median time of the step's matrix products (`step_products`) on array module xp."""
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for shape_a, shape_b, transpose_a, transpose_b, count in step_products(batch, hidden):
+        a = xp.asarray(rng.standard_normal(shape_a), dtype=dtype)
+        b = xp.asarray(rng.standard_normal(shape_b), dtype=dtype)
+        a, b = (a.T if transpose_a else a), (b.T if transpose_b else b)
+        out = xp.empty((a.shape[0], b.shape[1]), dtype=dtype)
+        total += count * median_ms(lambda: xp.matmul(a, b, out=out), synchronize, repeats, warmup)
+    return total
+
+
+def seed_shaped_gan(backend: Backend, hidden: int) -> Any:
+    """The `seed` preset's GAN with hidden width `hidden`."""
+    preset = PRESETS["seed"].with_overrides(generator_hidden=(hidden,), discriminator_hidden=(hidden,))
+    return build_gan(preset, FEATURES, backend)
+
+
+def bench_minigan(backend_name: str, batch: int, hidden: int, repeats: int, warmup: int) -> BenchResult:
+    """Times minigan's train_step on one backend (float32)."""
+    backend = get_backend(backend_name, "float32", seed=0)
+    gan = seed_shaped_gan(backend, hidden)
+    real = backend.asarray(np.random.default_rng(1).random((batch, FEATURES)))
+    step_ms = median_ms(lambda: gan.train_step(real), backend.synchronize, repeats, warmup)
+    products_ms = roofline_ms(backend.xp, backend.dtype, batch, hidden, backend.synchronize, repeats, warmup)
+    device = "cpu" if backend.name == "numpy" else "cuda"
+    return BenchResult("minigan", device, batch, hidden, step_ms, products_ms,
+                       _peak_mb(gan, real, backend), note=backend.name)
+
+
+def _peak_mb(gan: Any, real: Any, backend: Backend) -> float | None:
+    """State bytes (parameters, gradients, optimizer buffers) plus one step's peak temporaries."""
+    state = sum(array.nbytes for model in (gan.generator, gan.discriminator)
+                for array in (model.params, model.grads))
+    state += sum(getattr(opt, name).nbytes + opt.work.nbytes
+                 for opt in (gan.d_opt, gan.g_opt) for name in opt.state_names)
+    if backend.name == "numpy":
+        tracemalloc.start()
+        gan.train_step(real)
+        temporaries = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    else:
+        pool = backend.xp.get_default_memory_pool()
+        temporaries = max(0, pool.total_bytes() - state)
+    return (state + temporaries) / 2**20
+
+
+def available_devices(backend_names: list[str]) -> tuple[list[str], list[str]]:
+    """The backends that can run here, and a note for each one that cannot."""
+    usable, notes = [], []
+    for name in backend_names:
+        try:
+            get_backend(name, "float32")
+            usable.append(name)
+        except BackendUnavailableError as error:
+            notes.append(f"{name}: skipped ({error})")
+    return usable, notes
+
+
+def run_grid(batches: list[int], hiddens: list[int], backends: list[str], torch: bool,
+             repeats: int = 20, warmup: int = 5, progress: bool = False) -> tuple[list[BenchResult], list[str]]:
+    """Benchmarks every cell for every usable backend (and PyTorch if asked and installed).
+
+    Returns:
+        (results, notes): the rows, and one line per backend or reference that was skipped.
+    """
+    usable, notes = available_devices(backends)
+    jobs: list[Callable[[], BenchResult]] = []
+    for batch in batches:
+        for hidden in hiddens:
+            for name in usable:
+                jobs.append(lambda n=name, b=batch, h=hidden: bench_minigan(n, b, h, repeats, warmup))
+    results = [job() for job in _progress(jobs, progress)]
+    if torch:
+        torch_results, torch_notes = run_torch_reference(batches, hiddens, repeats, warmup)
+        results += torch_results
+        notes += torch_notes
+    return results, notes
+
+
+def run_torch_reference(batches: list[int], hiddens: list[int], repeats: int,
+                        warmup: int) -> tuple[list[BenchResult], list[str]]:
+    """Runs the PyTorch reference in a child process (its threads must not overlap ours)."""
+    if importlib.util.find_spec("torch") is None:
+        return [], ["torch: skipped (not installed; pip install torch==2.13.0 for the CPU build)"]
+    command = [sys.executable, "-m", "minigan.bench_torch", "--repeats", str(repeats),
+               "--warmup", str(warmup), "--batches", *map(str, batches), "--hiddens", *map(str, hiddens)]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        return [], [f"torch: failed ({last_line})"]
+    output = json.loads(completed.stdout.strip().splitlines()[-1])
+    return [BenchResult(**row) for row in output["results"]], output["notes"]
+
+
+def _progress(jobs: list, enabled: bool) -> Any:
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+            return tqdm(jobs, unit="cell", leave=False)
+        except ImportError:
+            pass
+    return jobs
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """A markdown table; with a PyTorch CPU row in a cell, minigan's CPU row gets the ratio."""
+    torch_cpu = {(r.batch, r.hidden): r for r in results if r.implementation == "torch" and r.device == "cpu"}
+    lines = ["| impl | device | batch | hidden | ms/step | steps/s | samples/s | peak MB | roofline ms | roofline share | vs torch CPU |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(results, key=lambda r: (r.batch, r.hidden, r.implementation, r.device)):
+        reference = torch_cpu.get((r.batch, r.hidden))
+        ratio = f"{reference.ms_per_step / r.ms_per_step:.2f}x" if reference and r.device == "cpu" else ""
+        peak = f"{r.peak_mb:.1f}" if r.peak_mb is not None else "n/a"
+        lines.append(f"| {r.implementation} | {r.device} | {r.batch} | {r.hidden} | {r.ms_per_step:.3f} | "
+                     f"{r.steps_per_s:.1f} | {r.samples_per_s:.0f} | {peak} | {r.roofline_ms:.3f} | "
+                     f"{100 * r.roofline_share:.0f}% | {ratio} |")
+    return "\n".join(lines)
