@@ -1,6 +1,7 @@
 """minigan: a from-scratch GAN library with hand-written forward and backward passes."""
 from . import gradcheck
 from .backend import Backend, BackendUnavailableError, cuda_available, get_backend
+from .gan import GAN
 from .layers import Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import BCEWithLogits, SoftmaxCrossEntropy
 from .model import Sequential
@@ -9,7 +10,7 @@ from .optim import SGD, Adam, Optimizer, RMSProp
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adam", "BCEWithLogits", "Backend", "BackendUnavailableError", "Dense", "Layer",
+    "Adam", "BCEWithLogits", "GAN", "Backend", "BackendUnavailableError", "Dense", "Layer",
     "LeakyReLU", "Optimizer", "RMSProp", "ReLU", "SGD", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "cuda_available", "get_backend", "gradcheck",
 ]

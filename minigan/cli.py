@@ -1,4 +1,4 @@
-"""The command line: `minigan train | sample | eval` (also `python -m minigan`).
+"""The command line: `minigan train | sample | eval | bench` (also `python -m minigan`).
 
 Every expected failure (bad arguments, missing or corrupt files, an unavailable
 backend, a diverged run) prints one line, `minigan: error: ...`, and exits with 2.
@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from .backend import BackendUnavailableError, get_backend
+from .bench import add_bench_parser, run_bench
 from .checkpoint import load_checkpoint
 from .presets import PRESETS
 from .train import DATA_NAMES, RealData, TrainConfig, TrainingDiverged, evaluate, train
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(subparsers)
     _add_sample(subparsers)
     _add_eval(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 
@@ -150,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        handler = {"train": run_train, "sample": run_sample, "eval": run_eval}[args.command]
+        handler = {"train": run_train, "sample": run_sample, "eval": run_eval, "bench": run_bench}[args.command]
         return handler(args)
     except SystemExit as exit_:
         return int(exit_.code or 0)

@@ -148,17 +148,28 @@ class LeakyReLU(Layer):
         return {"type": "LeakyReLU", "slope": self.slope}
 
     def forward(self, x: Any) -> Any:
-        self.positive = x > 0
-        return self.xp.where(self.positive, x, x * self.slope)
+        y = x * self.slope
+        self.xp.maximum(x, y, out=y)  # max(x, slope x) is the leaky ReLU for 0 <= slope < 1
+        # dy/dx as a float array, built arithmetically: a select (xp.where) on a random
+        # sign pattern is several times slower on the CPU (branch mispredictions).
+        self.derivative = self.xp.multiply(x > 0, 1.0 - self.slope, dtype=x.dtype)
+        self.derivative += self.slope
+        return y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
-        return self.xp.where(self.positive, dy, dy * self.slope)
+        return dy * self.derivative
 
 
 def sigmoid(xp: Any, x: Any) -> Any:
-    """1 / (1 + exp(-x)) without overflow for any finite x: exp only sees -|x|."""
-    e = xp.exp(-xp.abs(x))  # in (0, 1]
-    numerator = xp.where(x >= 0, 1, e)
+    """1 / (1 + exp(-x)) without overflow for any finite x: exp only sees -|x|.
+
+    sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, with e = exp(-|x|),
+    which keeps full relative precision for tiny outputs too.
+    """
+    e = xp.abs(x)
+    xp.negative(e, out=e)
+    xp.exp(e, out=e)  # e = exp(-|x|) in (0, 1]
+    numerator = xp.maximum(e, x >= 0)  # 1 where x >= 0 (since e <= 1), e where x < 0
     e += 1
     numerator /= e
     return numerator

@@ -131,13 +131,13 @@ class Adam(Optimizer):
         xp.multiply(g, g, out=work)
         work *= 1 - self.beta2
         self.v += work
+        # sqrt(v) / s + eps = (sqrt(v) + eps s) / s with s = sqrt(bc2), so
+        # p -= (lr s / bc1) * m / (sqrt(v) + eps s): one pass fewer than the literal form.
         sqrt_bc2 = math.sqrt(1 - self.beta2 ** self.steps)
-        step_size = self.lr / (1 - self.beta1 ** self.steps)
         xp.sqrt(self.v, out=work)
-        work /= sqrt_bc2
-        work += self.eps
+        work += self.eps * sqrt_bc2
         xp.divide(self.m, work, out=work)
-        work *= step_size
+        work *= self.lr * sqrt_bc2 / (1 - self.beta1 ** self.steps)
         self.params -= work
 
 

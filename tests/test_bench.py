@@ -1,0 +1,109 @@
+"""The benchmark harness on tiny sizes: rows, the roofline's product list, the PyTorch
+rows only when PyTorch is installed, the CLI, JSON and plot output. No timing assertions."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from minigan import bench
+from minigan.cli import main
+
+HAS_TORCH = bench.importlib.util.find_spec("torch") is not None
+
+
+def test_product_list_is_the_minimal_step():
+    n, h = 5, 7
+    products = bench.step_products(n, h)
+    flops = 0
+    for shape_a, shape_b, transpose_a, transpose_b, count in products:
+        a = shape_a[::-1] if transpose_a else shape_a
+        b = shape_b[::-1] if transpose_b else shape_b
+        assert a[1] == b[0], (shape_a, shape_b)
+        flops += 2 * count * a[0] * a[1] * b[1]
+    z, f = bench.LATENT, bench.FEATURES
+    g_forward = z * h + h * f
+    d_forward = f * h + h
+    d_param_grads = h + h + f * h          # dV2, dh, dV1 (no dL/dx)
+    d_input_grad = h + h * f               # dh, dx
+    g_backward = h * f + f * h + z * h     # dW2, dh, dW1 (no dL/dz)
+    expected = 2 * n * (g_forward + 3 * d_forward + 2 * d_param_grads + d_input_grad + g_backward)
+    assert flops == expected
+
+
+def test_grid_has_one_row_per_cell_and_backend():
+    results, notes = bench.run_grid([4, 8], [3], ["numpy"], torch=False, repeats=2, warmup=1)
+    assert [(r.batch, r.hidden, r.implementation) for r in results] == [(4, 3, "minigan"), (8, 3, "minigan")]
+    for r in results:
+        assert r.ms_per_step > 0 and r.roofline_ms > 0 and r.peak_mb > 0
+        assert r.samples_per_s == pytest.approx(r.batch * r.steps_per_s)
+    assert notes == []
+
+
+def test_cupy_rows_say_why_they_are_absent(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    results, notes = bench.run_grid([4], [3], ["numpy", "cupy"], torch=False, repeats=1, warmup=0)
+    assert [r.note for r in results] == ["numpy"]
+    assert len(notes) == 1 and notes[0].startswith("cupy: skipped") and "pip install" in notes[0]
+
+
+def test_torch_rows_only_when_torch_is_installed(monkeypatch):
+    if HAS_TORCH:
+        results, notes = bench.run_grid([4], [3], ["numpy"], torch=True, repeats=1, warmup=0)
+        assert {(r.implementation, r.device) for r in results} >= {("minigan", "cpu"), ("torch", "cpu")}
+        assert "vs torch CPU" in bench.format_table(results) and "x |" in bench.format_table(results)
+        assert "torch" not in sys.modules  # the reference ran in a child process
+    monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: None)
+    results, notes = bench.run_grid([4], [3], ["numpy"], torch=True, repeats=1, warmup=0)
+    assert {r.implementation for r in results} == {"minigan"}
+    assert any(note.startswith("torch: skipped (not installed") for note in notes)
+
+
+def test_table_lists_every_row():
+    rows = [bench.BenchResult("minigan", "cpu", 64, 256, 2.0, 1.5, 10.0),
+            bench.BenchResult("torch", "cpu", 64, 256, 4.0, 1.0, None)]
+    table = bench.format_table(rows).splitlines()
+    assert len(table) == 4
+    assert "| minigan | cpu | 64 | 256 | 2.000 | 500.0 | 32000 | 10.0 | 1.500 | 75% | 2.00x |" in table
+    assert "| n/a |" in table[3]
+
+
+def test_cli_bench_writes_json_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    status = main(["bench", "--batch-sizes", "4", "8", "--hidden", "3", "--backends", "numpy",
+                   "--repeats", "2", "--warmup", "1", "--no-progress",
+                   "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png")])
+    out = capsys.readouterr().out
+    assert status == 0 and out.count("| minigan | cpu |") == 2
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert len(data["results"]) == 2 and data["results"][0]["roofline_share"] > 0
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["bench", "--repeats", "0"], "--repeats must be >= 1"),
+    (["bench", "--batch-sizes", "0"], "--batch-sizes values must be positive"),
+    (["bench", "--backends", "tpu"], "invalid choice"),
+])
+def test_cli_bench_errors_are_one_line(capsys, argv, words):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_no_float64_in_a_float32_step():
+    """Every array a float32 step leaves behind (caches, gradients, optimizer state) is float32."""
+    import minigan as mg
+    backend = mg.get_backend("numpy", "float32")
+    G = mg.Sequential([mg.Dense(4, 16), mg.ReLU(), mg.Dense(16, 16), mg.Tanh(), mg.Dense(16, 6),
+                       mg.Sigmoid()], backend=backend)
+    D = mg.Sequential([mg.Dense(6, 16), mg.LeakyReLU(0.2), mg.Dense(16, 1)], backend=backend)
+    gan = mg.GAN(G, D)
+    gan.train_step(np.random.default_rng(0).random((8, 6), dtype=np.float32))
+    arrays = []
+    for owner in [*gan.generator.layers, *gan.discriminator.layers, gan.d_opt, gan.g_opt]:
+        arrays += [(type(owner).__name__, name, value) for name, value in vars(owner).items()
+                   if isinstance(value, np.ndarray) and value.dtype != bool]
+    assert len(arrays) > 10
+    assert all(value.dtype == np.float32 for _, _, value in arrays), \
+        [(owner, name, value.dtype) for owner, name, value in arrays if value.dtype != np.float32]
