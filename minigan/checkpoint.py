@@ -66,10 +66,11 @@ def save_checkpoint(path: str | os.PathLike, gan: GAN, extra: dict | None = None
         "format": FORMAT_VERSION,
         "generator": gan.generator.config(),
         "discriminator": gan.discriminator.config(),
-        "loss": gan.loss.name,
-        "loss_options": gan.loss.options(),
+        "loss": gan.loss,
+        "loss_options": gan.objective.options(),
         "latent_dim": gan.latent_dim,
         "d_steps": gan.d_steps,
+        "pack": gan.pack,
         "g_opt": gan.g_opt.config(),
         "d_opt": gan.d_opt.config(),
         "backend": {"name": backend.name, "dtype": backend.dtype.name, "seed": backend.seed},
@@ -113,7 +114,7 @@ def load_checkpoint(path: str | os.PathLike, backend: Backend | None = None) -> 
         gan = GAN(generator, discriminator, loss=config["loss"], latent_dim=config["latent_dim"],
                   d_opt=optimizer_from_config(discriminator, config["d_opt"]),
                   g_opt=optimizer_from_config(generator, config["g_opt"]),
-                  d_steps=config["d_steps"], **config["loss_options"])
+                  d_steps=config["d_steps"], pack=config["pack"], **config["loss_options"])
         generator.load_state_dict(_section(arrays, "generator"))
         discriminator.load_state_dict(_section(arrays, "discriminator"))
         gan.g_opt.load_state_dict(_section(arrays, "g_opt"))

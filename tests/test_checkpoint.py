@@ -34,8 +34,8 @@ def test_round_trip_restores_everything(tmp_path):
     gan.save(path, extra={"note": "hello"})
     loaded, extra = checkpoint.load_checkpoint(path)
     assert extra == {"note": "hello"}
-    assert loaded.steps == 3 and loaded.loss.name == "minimax" and loaded.d_steps == 2
-    assert loaded.loss.label_smoothing == 0.1
+    assert loaded.steps == 3 and loaded.loss == "minimax" and loaded.d_steps == 2
+    assert loaded.objective.label_smoothing == 0.1
     assert type(loaded.d_opt) is mg.RMSProp and loaded.g_opt.beta2 == 0.9
     for a, b in ((gan.generator, loaded.generator), (gan.discriminator, loaded.discriminator)):
         assert np.array_equal(a.params, b.params) and a.params.dtype == b.params.dtype

@@ -13,13 +13,15 @@ def softplus(x):
     return np.logaddexp(0.0, x)
 
 
-def tiny_gan(seed=0, loss="non_saturating", output=None, **options):
+def tiny_gan(seed=0, loss="non_saturating", output=None, pack=1, **options):
     be = mg.get_backend("numpy", "float64", seed=seed)
     g_layers = [mg.Dense(3, 5), mg.ReLU(), mg.Dense(5, 4)] + ([output] if output else [])
     G = mg.Sequential(g_layers, backend=be)
-    D = mg.Sequential([mg.Dense(4, 6), mg.LeakyReLU(0.2), mg.Dense(6, 5), mg.Tanh(), mg.Dense(5, 1)],
+    D = mg.Sequential([mg.Dense(4 * pack, 6), mg.LeakyReLU(0.2), mg.Dense(6, 5), mg.Tanh(), mg.Dense(5, 1)],
                       backend=be)
-    return GAN(G, D, loss=loss, d_opt=RecordingSGD(D, lr=0.05), g_opt=RecordingSGD(G, lr=0.05), **options)
+    options.setdefault("d_steps", 1)
+    return GAN(G, D, loss=loss, d_opt=RecordingSGD(D, lr=0.05), g_opt=RecordingSGD(G, lr=0.05),
+               pack=pack, **options)
 
 
 class RecordingSGD(mg.SGD):
@@ -35,22 +37,53 @@ def batch(seed, shape):
     return np.random.default_rng(seed).standard_normal(shape)
 
 
-@pytest.mark.parametrize("loss", ["non_saturating", "minimax"])
+# L_D(real logits, fake logits) and L_G(fake logits), written out from the papers.
+D_LOSSES = {
+    "non_saturating": lambda r, f: np.mean(softplus(-r)) + np.mean(softplus(f)),
+    "minimax": lambda r, f: np.mean(softplus(-r)) + np.mean(softplus(f)),
+    "lsgan": lambda r, f: 0.5 * np.mean((r - 1) ** 2) + 0.5 * np.mean(f ** 2),
+    "hinge": lambda r, f: np.mean(np.maximum(0, 1 - r)) + np.mean(np.maximum(0, 1 + f)),
+    "wgan": lambda r, f: np.mean(f) - np.mean(r),
+    "wgan-gp": lambda r, f: np.mean(f) - np.mean(r),
+}
+G_LOSSES = {
+    "non_saturating": lambda f: np.mean(softplus(-f)),
+    "minimax": lambda f: -np.mean(softplus(f)),
+    "lsgan": lambda f: 0.5 * np.mean((f - 1) ** 2),
+    "hinge": lambda f: -np.mean(f),
+    "wgan": lambda f: -np.mean(f),
+    "wgan-gp": lambda f: -np.mean(f),
+}
+
+
+def penalty(D, x_hat, weight=10.0):
+    out = D.forward(x_hat)
+    g = D.backward(np.ones_like(out), param_grads=False)
+    return weight * np.mean((np.sqrt(np.sum(g * g, axis=1) + 1e-12) - 1) ** 2)
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+@pytest.mark.parametrize("loss", sorted(D_LOSSES))
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_whole_step_gradients(loss, seed):
-    gan = tiny_gan(seed, loss, output=mg.Sigmoid() if seed == 2 else None)
+def test_whole_step_gradients(loss, seed, pack, monkeypatch):
+    options = {"clip_value": 10.0} if loss == "wgan" else {}  # clipping checked separately
+    gan = tiny_gan(seed, loss, output=mg.Sigmoid() if seed == 2 else None, pack=pack, **options)
     G, D = gan.generator, gan.discriminator
-    real, z = batch(seed + 10, (7, 4)), batch(seed + 20, (7, 3))
+    real, z = batch(seed + 10, (8, 4)), batch(seed + 20, (8, 3))
+    mix = np.random.default_rng(seed).random((8 // pack, 1))
+    monkeypatch.setattr(gan.backend, "uniform", lambda shape: mix)  # the interpolation weights
     g_before, d_before = G.params.copy(), D.params.copy()
     gan.train_step(real, z)
 
-    # D's gradient of L_D = mean softplus(-D(x)) + mean softplus(D(G(z))) at the old parameters.
+    # D's gradient of L_D at the old parameters (packing: consecutive samples side by side).
     G.params[...] = g_before
     D.params[...] = d_before
-    fake = G.forward(z).copy()
+    fake = G.forward(z).reshape(8 // pack, -1).copy()
+    real_in = real.reshape(8 // pack, -1)
 
     def d_loss():
-        return np.mean(softplus(-D.forward(real))) + np.mean(softplus(D.forward(fake)))
+        value = D_LOSSES[loss](D.forward(real_in), D.forward(fake))
+        return value + (penalty(D, mix * real_in + (1 - mix) * fake) if loss == "wgan-gp" else 0.0)
 
     d_report = compare("D", gan.d_opt.seen_grads, numerical_gradient(d_loss, D.params))
     assert d_report.error < 1e-6, d_report
@@ -59,8 +92,7 @@ def test_whole_step_gradients(loss, seed):
     D.params[...] = gan.d_opt.params_after
 
     def g_loss():
-        logits = D.forward(G.forward(z))
-        return np.mean(softplus(-logits)) if loss == "non_saturating" else -np.mean(softplus(logits))
+        return G_LOSSES[loss](D.forward(G.forward(z).reshape(8 // pack, -1)))
 
     g_report = compare("G", gan.g_opt.seen_grads, numerical_gradient(g_loss, G.params))
     assert g_report.error < 1e-6, g_report
@@ -117,6 +149,9 @@ def test_noise_comes_from_the_seeded_backend():
 
 @pytest.mark.parametrize("make, words", [
     (lambda G, D: GAN(G, D, loss="wasserstein-ish"), "loss must be one of"),
+    (lambda G, D: GAN(G, D, loss="wgan", label_smoothing=0.1), "takes no options"),
+    (lambda G, D: GAN(G, D, pack=0), "pack must be a positive integer"),
+    (lambda G, D: GAN(G, D, pack=2), "with pack=2 the discriminator must read 8"),
     (lambda G, D: GAN(G, D, d_steps=0), "d_steps must be a positive integer"),
     (lambda G, D: GAN(G, D, latent_dim=7), "latent_dim 7"),
     (lambda G, D: GAN(G, D, label_smoothing=0.7), "label_smoothing"),

@@ -1,0 +1,124 @@
+"""GAN objectives in isolation (values against the papers' formulas, gradients against
+central differences), their paper defaults, weight clipping, critic steps and packing."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigan as mg
+from minigan.gradcheck import compare, numerical_gradient
+from minigan.objectives import OBJECTIVES
+
+TERMS = ("discriminator_real", "discriminator_fake", "generator")
+FORMULAS = {  # (D real term, D fake term, G term) as functions of the logits
+    "non_saturating": (lambda x: np.mean(np.logaddexp(0, -x)), lambda x: np.mean(np.logaddexp(0, x)),
+                       lambda x: np.mean(np.logaddexp(0, -x))),
+    "minimax": (lambda x: np.mean(np.logaddexp(0, -x)), lambda x: np.mean(np.logaddexp(0, x)),
+                lambda x: -np.mean(np.logaddexp(0, x))),
+    "lsgan": (lambda x: 0.5 * np.mean((x - 1) ** 2), lambda x: 0.5 * np.mean(x ** 2),
+              lambda x: 0.5 * np.mean((x - 1) ** 2)),
+    "hinge": (lambda x: np.mean(np.maximum(0, 1 - x)), lambda x: np.mean(np.maximum(0, 1 + x)),
+              lambda x: -np.mean(x)),
+    "wgan": (lambda x: -np.mean(x), lambda x: np.mean(x), lambda x: -np.mean(x)),
+    "wgan-gp": (lambda x: -np.mean(x), lambda x: np.mean(x), lambda x: -np.mean(x)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+@given(batch=st.integers(1, 16), seed=st.integers(0, 2**16))
+def test_terms_match_formulas_and_gradients(name, batch, seed):
+    objective = OBJECTIVES[name]()
+    logits = np.random.default_rng(seed).uniform(-3, 3, (batch, 1))
+    logits[np.abs(np.abs(logits) - 1) < 1e-2] += 0.05  # off the hinge's kinks at +-1
+    for term, formula in zip(TERMS, FORMULAS[name]):
+        value, grad = getattr(objective, term)(logits)
+        assert float(value) == pytest.approx(formula(logits), rel=1e-12, abs=1e-15), term
+        numeric = numerical_gradient(lambda: formula(logits), logits)
+        assert compare(term, grad, numeric).error < 1e-7, term
+
+
+@pytest.mark.parametrize("name, optimizer, lr, d_steps", [
+    ("non_saturating", mg.Adam, 2e-4, 1), ("lsgan", mg.Adam, 2e-4, 1), ("hinge", mg.Adam, 2e-4, 1),
+    ("wgan", mg.RMSProp, 5e-5, 5), ("wgan-gp", mg.Adam, 1e-4, 5),
+])
+def test_paper_defaults(name, optimizer, lr, d_steps):
+    be = mg.get_backend("numpy")
+    G = mg.Sequential([mg.Dense(2, 3)], backend=be)
+    D = mg.Sequential([mg.Dense(3, 4), mg.ReLU(), mg.Dense(4, 1)], backend=be)
+    gan = mg.GAN(G, D, loss=name)
+    assert type(gan.d_opt) is optimizer and type(gan.g_opt) is optimizer
+    assert gan.d_opt.lr == lr and gan.d_steps == d_steps
+    if name == "wgan-gp":
+        assert (gan.d_opt.beta1, gan.d_opt.beta2) == (0.5, 0.9) and gan.objective.gp_weight == 10.0
+    if name == "wgan":
+        assert gan.objective.clip_value == 0.01
+
+
+def counting_gan(loss, d_steps=None, pack=1, **options):
+    be = mg.get_backend("numpy", "float64", seed=0)
+    G = mg.Sequential([mg.Dense(2, 8), mg.ReLU(), mg.Dense(8, 3)], backend=be)
+    D = mg.Sequential([mg.Dense(3 * pack, 8), mg.LeakyReLU(0.2), mg.Dense(8, 1)], backend=be)
+    gan = mg.GAN(G, D, loss=loss, d_steps=d_steps, pack=pack, **options)
+    gan.d_opt.params[...] *= 50  # weights well outside any clipping range
+    return gan
+
+
+def test_wgan_clips_every_critic_parameter_after_each_critic_step():
+    gan = counting_gan("wgan", clip_value=0.05)
+    clipped_after = []
+    original = gan.objective.after_discriminator_step
+
+    def record(D):
+        original(D)
+        clipped_after.append(float(np.abs(D.params).max()))
+
+    gan.objective.after_discriminator_step = record
+    generator_before = gan.generator.params.copy()
+    gan.train_step([np.ones((4, 3))] * 5)
+    assert clipped_after == [0.05] * 5
+    assert np.abs(gan.discriminator.params).max() <= 0.05
+    assert np.abs(generator_before).max() > 0.05  # the generator is never clipped
+    assert np.abs(gan.generator.params).max() > 0.05
+
+
+def test_critic_steps_and_fresh_batches():
+    gan = counting_gan("wgan-gp")
+    seen = []
+    original_forward = gan.discriminator.forward
+    gan.discriminator.forward = lambda x: (seen.append(x.copy()), original_forward(x))[1]
+    reals = [np.full((4, 3), float(i)) for i in range(5)]
+    gan.train_step(reals)
+    real_inputs = [x for x in seen if np.all(x == x.flat[0]) and x.flat[0] in range(5)]
+    assert [float(x.flat[0]) for x in real_inputs] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    # Per critic step: real, fake, penalty forward; then one forward in the generator step.
+    assert len(seen) == 5 * 3 + 1
+
+
+def test_packing_shapes():
+    gan = counting_gan("non_saturating", pack=3)
+    shapes = []
+    original_forward = gan.discriminator.forward
+    gan.discriminator.forward = lambda x: (shapes.append(x.shape), original_forward(x))[1]
+    real = np.arange(18.0).reshape(6, 3)
+    gan.train_step(real)
+    assert shapes == [(2, 9)] * 3
+    with pytest.raises(ValueError, match="batch size 5 is not a multiple of pack=3"):
+        gan.train_step(real[:5])
+    assert gan.sample(7).shape == (7, 3)  # sampling is unaffected by packing
+
+
+def test_summaries():
+    logits = np.array([[0.0], [2.0], [-2.0], [4.0]])
+    assert OBJECTIVES["non_saturating"]().summary(logits) == pytest.approx(
+        np.mean(1 / (1 + np.exp(-logits))))
+    assert OBJECTIVES["wgan"]().summary(logits) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("loss, options, words", [
+    ("wgan", {"clip_value": 0}, "clip_value must be positive"),
+    ("wgan-gp", {"gp_weight": -1}, "gp_weight must be positive"),
+    ("hinge", {"gp_weight": 1}, "takes no options"),
+])
+def test_bad_loss_options(loss, options, words):
+    with pytest.raises(ValueError, match=words):
+        counting_gan(loss, **options)
