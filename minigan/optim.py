@@ -26,12 +26,17 @@ def _check_hyper(name: str, value: float, low: float, high: float = math.inf,
 class Optimizer:
     """Base class: validates the learning rate, finds the flat buffers, saves state.
 
+    Subclasses write the update twice: `_update` with NumPy-API in-place operations, and
+    `_fused_arguments`, the arguments of the one-pass CUDA kernel of the same name in
+    `minigan.kernels`, used on the CuPy backend.
+
     Args:
         model: anything with flat `params` and `grads` arrays (a `Sequential`).
         lr: learning rate, > 0.
     """
 
     state_names: tuple[str, ...] = ()
+    kernel_name = ""
 
     def __init__(self, model: Any, lr: float):
         self.model = model
@@ -39,13 +44,29 @@ class Optimizer:
         self.lr = _check_hyper("lr", lr, 0.0, low_open=True)
         self.steps = 0
         xp = model.backend.xp
+        self.fused = model.backend.name == "cupy"  # one fused kernel per step on a GPU
         self.work = xp.zeros_like(self.params)  # scratch space reused by every step
         for name in self.state_names:
             setattr(self, name, xp.zeros_like(self.params))
 
     def step(self) -> None:
         """Updates `params` in place from `grads`."""
+        self.steps += 1
+        if self.fused:
+            from .kernels import fused_update
+            fused_update(self.kernel_name)(*self._fused_arguments())
+        else:
+            self._update()
+
+    def _update(self) -> None:
         raise NotImplementedError
+
+    def _fused_arguments(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _scalar(self, value: float) -> Any:
+        """A scalar of the buffers' dtype (the fused kernels take every scalar as that dtype)."""
+        return self.params.dtype.type(value)
 
     def config(self) -> dict[str, Any]:
         """Type and hyper-parameters, enough to rebuild the optimizer (`optimizer_from_config`)."""
@@ -82,6 +103,7 @@ class SGD(Optimizer):
     """
 
     state_names = ("momentum_buffer",)
+    kernel_name = "sgd"
 
     def __init__(self, model: Any, lr: float, momentum: float = 0.0):
         self.momentum = _check_hyper("momentum", momentum, 0.0, 1.0)
@@ -90,8 +112,11 @@ class SGD(Optimizer):
     def hyper_parameters(self) -> dict[str, Any]:
         return {"momentum": self.momentum}
 
-    def step(self) -> None:
-        self.steps += 1
+    def _fused_arguments(self) -> tuple[Any, ...]:
+        return (self.grads, self._scalar(self.lr), self._scalar(self.momentum), self.params,
+                self.momentum_buffer)
+
+    def _update(self) -> None:
         direction = self.grads
         if self.momentum:
             self.momentum_buffer *= self.momentum
@@ -110,6 +135,7 @@ class Adam(Optimizer):
     """
 
     state_names = ("m", "v")
+    kernel_name = "adam"
 
     def __init__(self, model: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
@@ -121,8 +147,18 @@ class Adam(Optimizer):
     def hyper_parameters(self) -> dict[str, Any]:
         return {"betas": [self.beta1, self.beta2], "eps": self.eps}
 
-    def step(self) -> None:
-        self.steps += 1
+    def _scaled_constants(self) -> tuple[float, float]:
+        """eps s and lr s / bc1 with s = sqrt(bc2): sqrt(v) / s + eps = (sqrt(v) + eps s) / s,
+        so p -= (lr s / bc1) * m / (sqrt(v) + eps s), one pass fewer than the literal form."""
+        sqrt_bc2 = math.sqrt(1 - self.beta2 ** self.steps)
+        return self.eps * sqrt_bc2, self.lr * sqrt_bc2 / (1 - self.beta1 ** self.steps)
+
+    def _fused_arguments(self) -> tuple[Any, ...]:
+        eps_scaled, step_size = self._scaled_constants()
+        return (self.grads, self._scalar(self.beta1), self._scalar(self.beta2), self._scalar(eps_scaled),
+                self._scalar(step_size), self.params, self.m, self.v)
+
+    def _update(self) -> None:
         xp, g, work = self.model.backend.xp, self.grads, self.work
         self.m -= g                         # m + (1 - b1)(g - m) = b1 m + (1 - b1) g
         self.m *= self.beta1
@@ -131,13 +167,11 @@ class Adam(Optimizer):
         xp.multiply(g, g, out=work)
         work *= 1 - self.beta2
         self.v += work
-        # sqrt(v) / s + eps = (sqrt(v) + eps s) / s with s = sqrt(bc2), so
-        # p -= (lr s / bc1) * m / (sqrt(v) + eps s): one pass fewer than the literal form.
-        sqrt_bc2 = math.sqrt(1 - self.beta2 ** self.steps)
+        eps_scaled, step_size = self._scaled_constants()
         xp.sqrt(self.v, out=work)
-        work += self.eps * sqrt_bc2
+        work += eps_scaled
         xp.divide(self.m, work, out=work)
-        work *= self.lr * sqrt_bc2 / (1 - self.beta1 ** self.steps)
+        work *= step_size
         self.params -= work
 
 
@@ -148,6 +182,7 @@ class RMSProp(Optimizer):
     """
 
     state_names = ("square_avg",)
+    kernel_name = "rmsprop"
 
     def __init__(self, model: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8):
         self.alpha = _check_hyper("alpha", alpha, 0.0, 1.0)
@@ -157,8 +192,11 @@ class RMSProp(Optimizer):
     def hyper_parameters(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "eps": self.eps}
 
-    def step(self) -> None:
-        self.steps += 1
+    def _fused_arguments(self) -> tuple[Any, ...]:
+        return (self.grads, self._scalar(self.lr), self._scalar(self.alpha), self._scalar(self.eps),
+                self.params, self.square_avg)
+
+    def _update(self) -> None:
         xp, g, work = self.model.backend.xp, self.grads, self.work
         self.square_avg *= self.alpha
         xp.multiply(g, g, out=work)
