@@ -183,7 +183,10 @@ class Sigmoid(Layer):
         return self.y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
-        return dy * self.y * (1 - self.y)
+        dx = 1 - self.y
+        dx *= self.y
+        dx *= dy
+        return dx
 
 
 class Tanh(Layer):
@@ -194,7 +197,10 @@ class Tanh(Layer):
         return self.y
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
-        return dy * (1 - self.y * self.y)
+        dx = self.y * self.y
+        self.xp.subtract(1, dx, out=dx)
+        dx *= dy
+        return dx
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh)}
