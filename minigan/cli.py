@@ -16,6 +16,7 @@ import numpy as np
 from .backend import BackendUnavailableError, get_backend
 from .bench import add_bench_parser, run_bench
 from .checkpoint import load_checkpoint
+from .objectives import OBJECTIVES
 from .presets import PRESETS
 from .train import DATA_NAMES, RealData, TrainConfig, TrainingDiverged, evaluate, train
 
@@ -49,7 +50,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                         "(default $MINIGAN_DATA, else /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="architecture and hyper-parameters "
                         "(default: the preset named after --data)")
-    parser.add_argument("--loss", choices=("non_saturating", "minimax"), help="generator loss")
+    parser.add_argument("--loss", choices=sorted(OBJECTIVES), help="GAN objective (default: the "
+                        "preset's; another loss brings its paper optimizer and critic steps)")
+    parser.add_argument("--pack", type=_positive_int, help="PacGAN packing: D sees this many samples at once")
     parser.add_argument("--steps", type=_positive_int, help="total generator steps")
     parser.add_argument("--batch-size", type=_positive_int)
     parser.add_argument("--lr", type=float, help="Adam learning rate of both players")
@@ -95,7 +98,7 @@ def _load(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    config = TrainConfig(data=args.data, preset=args.preset, loss=args.loss, steps=args.steps,
+    config = TrainConfig(data=args.data, preset=args.preset, loss=args.loss, pack=args.pack, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, backend=args.backend,
                          data_dir=args.data_dir, out=args.out, progress=not args.no_progress)
     metrics = train(config, resume=args.resume)

@@ -13,7 +13,8 @@ from .backend import Backend
 from .gan import GAN
 from .layers import Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from .model import Sequential
-from .optim import Adam
+from .objectives import OBJECTIVES
+from .optim import Adam, Optimizer, RMSProp
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": lambda: LeakyReLU(0.2), "tanh": Tanh}
 OUTPUTS = {"linear": None, "sigmoid": Sigmoid, "tanh": Tanh}
@@ -29,12 +30,15 @@ class Preset:
     generator_activation: str = "relu"       # key of ACTIVATIONS
     discriminator_activation: str = "leaky_relu"
     output: str = "linear"                   # G's output layer: linear (2-D data) or sigmoid ([0, 1] images)
-    lr: float = 2e-4                         # Adam learning rate of both players
-    betas: tuple[float, float] = (0.5, 0.999)
+    optimizer: str = "adam"                  # adam | rmsprop | paper (the loss's paper optimizer)
+    lr: float | None = 2e-4                  # learning rate of both players; None: the paper's
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam's betas
+    lr_decay: str = "none"                   # none | linear (to 0 over the run)
     batch_size: int = 64
     steps: int = 5000                        # generator steps
-    loss: str = "non_saturating"
-    d_steps: int = 1                         # discriminator steps per generator step
+    loss: str = "non_saturating"             # a name in minigan.objectives.OBJECTIVES
+    d_steps: int | None = 1                  # discriminator steps per generator step; None: the loss's
+    pack: int = 1                            # PacGAN packing degree
     label_smoothing: float = 0.0
     init: str = "he"
 
@@ -71,16 +75,31 @@ def _mlp(sizes: list[int], activation: str, output: str, init: str, backend: Bac
 
 
 def build_gan(preset: Preset, features: int, backend: Backend) -> GAN:
-    """Builds G (latent -> features) and D (features -> 1 logit) and their Adam optimizers."""
+    """Builds G (latent -> features), D (pack * features -> 1 output) and their optimizers."""
     for name, table in (("generator_activation", ACTIVATIONS), ("discriminator_activation", ACTIVATIONS),
                         ("output", OUTPUTS)):
         if getattr(preset, name) not in table:
             raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(preset, name)!r}")
     generator = _mlp([preset.latent_dim, *preset.generator_hidden, features],
                      preset.generator_activation, preset.output, preset.init, backend)
-    discriminator = _mlp([features, *preset.discriminator_hidden, 1],
+    discriminator = _mlp([features * preset.pack, *preset.discriminator_hidden, 1],
                          preset.discriminator_activation, "linear", preset.init, backend)
-    return GAN(generator, discriminator, loss=preset.loss,
-               d_opt=Adam(discriminator, lr=preset.lr, betas=preset.betas),
-               g_opt=Adam(generator, lr=preset.lr, betas=preset.betas),
-               d_steps=preset.d_steps, label_smoothing=preset.label_smoothing)
+    loss_options = {"label_smoothing": preset.label_smoothing} if preset.label_smoothing else {}
+    return GAN(generator, discriminator, loss=preset.loss, d_opt=_optimizer(preset, discriminator),
+               g_opt=_optimizer(preset, generator), d_steps=preset.d_steps, pack=preset.pack,
+               **loss_options)
+
+
+def _optimizer(preset: Preset, model: Sequential) -> Optimizer:
+    """The preset's optimizer for `model`."""
+    if preset.optimizer == "paper":
+        optimizer = OBJECTIVES[preset.loss]().make_optimizer(model)
+        optimizer.lr = optimizer.lr if preset.lr is None else preset.lr
+        return optimizer
+    if preset.lr is None:
+        raise ValueError(f"optimizer {preset.optimizer!r} needs a learning rate")
+    if preset.optimizer == "adam":
+        return Adam(model, lr=preset.lr, betas=preset.betas)
+    if preset.optimizer == "rmsprop":
+        return RMSProp(model, lr=preset.lr)
+    raise ValueError(f"optimizer must be adam, rmsprop or paper, got {preset.optimizer!r}")

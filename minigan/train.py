@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from .backend import get_backend
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import MIXTURES, BatchIterator, load_dataset
 from .gan import GAN
+from .objectives import OBJECTIVES
 from .presets import PRESETS, Preset, build_gan
 
 DATA_NAMES = (*MIXTURES, "digits", "idx")
@@ -37,7 +38,9 @@ class TrainConfig:
 
     data: str = "ring8"              # ring8 | grid25 | digits | idx
     preset: str | None = None        # a name in PRESETS; None: the preset named after the data
-    loss: str | None = None          # non_saturating | minimax
+    loss: str | None = None          # a name in OBJECTIVES; another loss than the preset's
+                                     # brings that loss's paper optimizer and critic steps
+    pack: int | None = None          # PacGAN packing degree
     steps: int | None = None         # total generator steps (a resumed run continues to it)
     batch_size: int | None = None
     lr: float | None = None
@@ -56,7 +59,9 @@ class TrainConfig:
             raise ValueError(f"data must be one of {DATA_NAMES}, got {self.data!r}")
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "eval_samples"):
+        if self.loss is not None and self.loss not in OBJECTIVES:
+            raise ValueError(f"loss must be one of {sorted(OBJECTIVES)}, got {self.loss!r}")
+        for name in ("steps", "batch_size", "pack", "log_every", "checkpoint_every", "eval_samples"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -68,14 +73,19 @@ class TrainConfig:
     def resolved_preset(self) -> Preset:
         """The preset with this configuration's overrides applied."""
         preset = PRESETS[self.preset or self.data]
-        return preset.with_overrides(loss=self.loss, steps=self.steps, batch_size=self.batch_size,
-                                     lr=self.lr)
+        if self.loss is not None and self.loss != preset.loss:
+            # The preset's optimizer settings were tuned for its own loss.
+            preset = replace(preset, loss=self.loss, optimizer="paper", lr=None, d_steps=None,
+                             label_smoothing=0.0)
+        return preset.with_overrides(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                                     pack=self.pack)
 
     def resolved(self) -> "TrainConfig":
         """A copy with every None filled in from the preset, as saved in checkpoints."""
         preset = self.resolved_preset()
         return replace(self, preset=self.preset or self.data, loss=preset.loss, steps=preset.steps,
-                       batch_size=preset.batch_size, lr=preset.lr, out=str(self.output_dir()))
+                       batch_size=preset.batch_size, lr=preset.lr, pack=preset.pack,
+                       out=str(self.output_dir()))
 
     def output_dir(self) -> Path:
         """Where the run writes its files."""
@@ -165,32 +175,42 @@ def write_pictures(gan: GAN, data: RealData, out: Path, history: list[dict[str, 
                                title=f"{data.name}: losses and discriminator outputs")
 
 
+def _resume(config: TrainConfig, resume: str) -> tuple[TrainConfig, GAN, list[float]]:
+    """The saved run's configuration (with the new steps, out, progress), GAN and base lrs."""
+    gan, extra = load_checkpoint(Path(resume) / "checkpoint.npz")
+    saved = TrainConfig(**extra["config"])
+    config = replace(saved, steps=config.steps or saved.steps, out=config.out or str(resume),
+                     progress=config.progress)
+    return config, gan, extra["base_lr"]
+
+
 def train(config: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     """Trains (or resumes) a run and writes its files; returns the final metrics.
 
     Args:
-        config: the run; with `resume`, only its steps, out, progress and frequencies are used.
+        config: the run; with `resume`, only its steps, out and progress are used.
         resume: a directory holding a previous run's checkpoint.npz to continue from.
     """
     config.validate()
+    gan = None
     if resume is not None:
-        gan, extra = load_checkpoint(Path(resume) / "checkpoint.npz")
-        saved = TrainConfig(**extra["config"])
-        config = replace(saved, steps=config.steps or saved.steps, out=config.out or str(resume),
-                         progress=config.progress)
-    else:
-        config = config.resolved()
+        config, gan, base_lr = _resume(config, resume)
+    config = config.resolved()
     preset = config.resolved_preset()
     data = RealData(config.data, preset.batch_size, config.seed, config.data_dir)
-    if resume is None:
+    if gan is None:
         gan = build_gan(preset, data.features, get_backend(config.backend, "float32", config.seed))
+        base_lr = [gan.d_opt.lr, gan.g_opt.lr]  # lr_decay scales these
     out = config.output_dir()
     out.mkdir(parents=True, exist_ok=True)
     history = _read_history(out / "history.csv", gan.steps)
-    extra = {"config": asdict(config)}
+    extra = {"config": asdict(config), "base_lr": base_lr}
 
     bar = _progress_bar(config.progress, preset.steps, gan.steps)
     while gan.steps < preset.steps:
+        if preset.lr_decay == "linear":  # from the base learning rate to 0 over the run
+            remaining = 1 - gan.steps / preset.steps
+            gan.d_opt.lr, gan.g_opt.lr = (lr * remaining for lr in base_lr)
         first = gan.steps * gan.d_steps
         stats = gan.train_step([data.batch(first + i) for i in range(gan.d_steps)])
         if not all(math.isfinite(value) for value in stats.values()):
@@ -214,8 +234,3 @@ def train(config: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_pictures(gan, data, out, history, config.seed)
     return metrics
-
-
-def config_fields() -> list[str]:
-    """Names of the TrainConfig fields (used by the command line)."""
-    return [field.name for field in fields(TrainConfig)]
