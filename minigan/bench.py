@@ -97,7 +97,10 @@ def median_ms(fn: Callable[[], Any], synchronize: Callable[[], None], repeats: i
 
 def roofline_ms(xp: Any, dtype: Any, batch: int, hidden: int, synchronize: Callable[[], None],
                 repeats: int, warmup: int) -> float:
-    """Summed median time of the step's matrix products (`step_products`) on array module xp."""
+    """Summed median time of the step's matrix products (`step_products`) on array module xp.
+
+    Products with inner dimension 1 are outer products, timed as the broadcast multiply
+    minigan uses for them (a rank-1 GEMM call is several times slower in NumPy)."""
     rng = np.random.default_rng(0)
     total = 0.0
     for shape_a, shape_b, transpose_a, transpose_b, count in step_products(batch, hidden):
@@ -105,7 +108,8 @@ def roofline_ms(xp: Any, dtype: Any, batch: int, hidden: int, synchronize: Calla
         b = xp.asarray(rng.standard_normal(shape_b), dtype=dtype)
         a, b = (a.T if transpose_a else a), (b.T if transpose_b else b)
         out = xp.empty((a.shape[0], b.shape[1]), dtype=dtype)
-        total += count * median_ms(lambda: xp.matmul(a, b, out=out), synchronize, repeats, warmup)
+        product = xp.multiply if a.shape[1] == 1 else xp.matmul
+        total += count * median_ms(lambda: product(a, b, out=out), synchronize, repeats, warmup)
     return total
 
 

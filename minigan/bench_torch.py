@@ -78,7 +78,7 @@ class TorchGAN:
 
 
 class _TorchModule:
-    """Just enough of an array module for `roofline_ms`: asarray, empty, matmul(out=)."""
+    """Just enough of an array module for `roofline_ms`: asarray, empty, matmul and multiply."""
 
     def __init__(self, torch: Any, device: str):
         self.torch, self.device = torch, device
@@ -91,6 +91,9 @@ class _TorchModule:
 
     def matmul(self, a: Any, b: Any, out: Any) -> Any:
         return self.torch.matmul(a, b, out=out)
+
+    def multiply(self, a: Any, b: Any, out: Any) -> Any:
+        return self.torch.mul(a, b, out=out)
 
 
 def bench_torch(device: str, batch: int, hidden: int, repeats: int, warmup: int) -> BenchResult:

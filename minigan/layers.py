@@ -119,7 +119,11 @@ class Dense(Layer):
         if param_grads:
             self.dW += self.x.T @ dy  # (in, out) = (in, N) @ (N, out)
             self.db += dy.sum(axis=0)
-        return dy @ self.W.T if input_grad else None  # (N, in)
+        if not input_grad:
+            return None
+        if self.out_features == 1:  # an outer product: broadcasting beats a rank-1 GEMM call
+            return dy * self.W.T  # (N, 1) * (1, in)
+        return dy @ self.W.T  # (N, in)
 
 
 class ReLU(Layer):
