@@ -119,16 +119,23 @@ def seed_shaped_gan(backend: Backend, hidden: int) -> Any:
     return build_gan(preset, FEATURES, backend)
 
 
-def bench_minigan(backend_name: str, batch: int, hidden: int, repeats: int, warmup: int) -> BenchResult:
-    """Times minigan's train_step on one backend (float32)."""
-    backend = get_backend(backend_name, "float32", seed=0)
-    gan = seed_shaped_gan(backend, hidden)
-    real = backend.asarray(np.random.default_rng(1).random((batch, FEATURES)))
-    step_ms = median_ms(lambda: gan.train_step(real), backend.synchronize, repeats, warmup)
-    products_ms = roofline_ms(backend.xp, backend.dtype, batch, hidden, backend.synchronize, repeats, warmup)
-    device = "cpu" if backend.name == "numpy" else "cuda"
-    return BenchResult("minigan", device, batch, hidden, step_ms, products_ms,
-                       _peak_mb(gan, real, backend), note=backend.name)
+class MiniganCell:
+    """minigan's train_step (float32) at one (backend, batch, hidden), built once, timed per round."""
+
+    def __init__(self, backend_name: str, batch: int, hidden: int):
+        self.backend = get_backend(backend_name, "float32", seed=0)
+        self.batch, self.hidden = batch, hidden
+        self.gan = seed_shaped_gan(self.backend, hidden)
+        self.real = self.backend.asarray(np.random.default_rng(1).random((batch, FEATURES)))
+        self.peak_mb = _peak_mb(self.gan, self.real, self.backend)
+
+    def measure(self, repeats: int, warmup: int) -> tuple[float, float]:
+        """(median ms per step, roofline ms) of one round."""
+        backend = self.backend
+        step_ms = median_ms(lambda: self.gan.train_step(self.real), backend.synchronize, repeats, warmup)
+        products_ms = roofline_ms(backend.xp, backend.dtype, self.batch, self.hidden,
+                                  backend.synchronize, repeats, warmup)
+        return step_ms, products_ms
 
 
 def _peak_mb(gan: Any, real: Any, backend: Backend) -> float | None:
@@ -161,46 +168,96 @@ def available_devices(backend_names: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run_grid(batches: list[int], hiddens: list[int], backends: list[str], torch: bool,
-             repeats: int = 20, warmup: int = 5, progress: bool = False) -> tuple[list[BenchResult], list[str]]:
+             repeats: int = 20, warmup: int = 5, rounds: int = 3,
+             progress: bool = False) -> tuple[list[BenchResult], list[str]]:
     """Benchmarks every cell for every usable backend (and PyTorch if asked and installed).
+
+    The grid is measured `rounds` times, minigan and PyTorch alternating cell by cell, and
+    each row reports the median over rounds of the per-round medians, so a slow spell of
+    a shared machine hits both implementations rather than one.
 
     Returns:
         (results, notes): the rows, and one line per backend or reference that was skipped.
     """
     usable, notes = available_devices(backends)
-    jobs: list[Callable[[], BenchResult]] = []
-    for batch in batches:
-        for hidden in hiddens:
-            for name in usable:
-                jobs.append(lambda n=name, b=batch, h=hidden: bench_minigan(n, b, h, repeats, warmup))
-    results = [job() for job in _progress(jobs, progress)]
+    worker = None
     if torch:
-        torch_results, torch_notes = run_torch_reference(batches, hiddens, repeats, warmup)
-        results += torch_results
+        worker, torch_notes = TorchWorker.start()
         notes += torch_notes
+    keys = [(implementation, where, batch, hidden) for batch in batches for hidden in hiddens
+            for implementation, places in (("minigan", usable), ("torch", worker.devices if worker else []))
+            for where in places]
+    minigan_cells: dict[tuple, MiniganCell] = {}  # built on first use, kept for later rounds
+    rows: dict[tuple, list[tuple[float, float]]] = {key: [] for key in keys}
+    last_torch_reply: dict[tuple, dict[str, Any]] = {}
+    for _ in _progress(range(rounds), progress):
+        for key in keys:
+            implementation, where, batch, hidden = key
+            if implementation == "minigan":
+                if key not in minigan_cells:
+                    minigan_cells[key] = MiniganCell(where, batch, hidden)
+                rows[key].append(minigan_cells[key].measure(repeats, warmup))
+            else:
+                reply = last_torch_reply[key] = worker.measure(where, batch, hidden, repeats, warmup)
+                rows[key].append((reply["ms_per_step"], reply["roofline_ms"]))
+    if worker:
+        worker.close()
+    results = []
+    for key, measured in rows.items():
+        implementation, where, batch, hidden = key
+        step_ms = statistics.median(step for step, _ in measured)
+        products_ms = statistics.median(products for _, products in measured)
+        if implementation == "minigan":
+            results.append(BenchResult("minigan", "cpu" if where == "numpy" else "cuda", batch, hidden,
+                                       step_ms, products_ms, minigan_cells[key].peak_mb, note=where))
+        else:
+            reply = last_torch_reply[key]
+            results.append(BenchResult("torch", where, batch, hidden, step_ms, products_ms,
+                                       reply["peak_mb"], note=reply["note"]))
     return results, notes
 
 
-def run_torch_reference(batches: list[int], hiddens: list[int], repeats: int,
-                        warmup: int) -> tuple[list[BenchResult], list[str]]:
-    """Runs the PyTorch reference in a child process (its threads must not overlap ours)."""
-    if importlib.util.find_spec("torch") is None:
-        return [], ["torch: skipped (not installed; pip install torch==2.13.0 for the CPU build)"]
-    command = [sys.executable, "-m", "minigan.bench_torch", "--repeats", str(repeats),
-               "--warmup", str(warmup), "--batches", *map(str, batches), "--hiddens", *map(str, hiddens)]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    if completed.returncode != 0:
-        last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-        return [], [f"torch: failed ({last_line})"]
-    output = json.loads(completed.stdout.strip().splitlines()[-1])
-    return [BenchResult(**row) for row in output["results"]], output["notes"]
+class TorchWorker:
+    """The PyTorch reference in a child process (`python -m minigan.bench_torch`), so that
+    PyTorch's threads never run while minigan is timed; one JSON request and reply a line."""
+
+    def __init__(self, process: subprocess.Popen, devices: list[str]):
+        self.process, self.devices = process, devices
+
+    @classmethod
+    def start(cls) -> tuple["TorchWorker | None", list[str]]:
+        """Starts the worker; (None, [why]) when PyTorch is not installed or fails to start."""
+        if importlib.util.find_spec("torch") is None:
+            return None, ["torch: skipped (not installed; pip install torch==2.13.0 for the CPU build)"]
+        process = subprocess.Popen([sys.executable, "-m", "minigan.bench_torch"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        hello = process.stdout.readline()
+        if not hello:
+            last_line = (process.stderr.read().strip().splitlines() or ["no output"])[-1]
+            return None, [f"torch: failed ({last_line})"]
+        hello = json.loads(hello)
+        return cls(process, hello["devices"]), hello["notes"]
+
+    def measure(self, device: str, batch: int, hidden: int, repeats: int, warmup: int) -> dict[str, Any]:
+        """One round of one cell: ms_per_step, roofline_ms, peak_mb, note."""
+        request = {"device": device, "batch": batch, "hidden": hidden, "repeats": repeats, "warmup": warmup}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"the PyTorch reference process died: {self.process.stderr.read()[-500:]}")
+        return json.loads(reply)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
-def _progress(jobs: list, enabled: bool) -> Any:
+def _progress(jobs: Any, enabled: bool) -> Any:
     if enabled:
         try:
             from tqdm.auto import tqdm
-            return tqdm(jobs, unit="cell", leave=False)
+            return tqdm(jobs, unit="round", leave=False)
         except ImportError:
             pass
     return jobs
@@ -229,7 +286,9 @@ def add_bench_parser(subparsers: Any) -> None:
     parser.add_argument("--backends", nargs="+", default=["numpy", "cupy"], choices=["numpy", "cupy"])
     parser.add_argument("--torch", action="store_true", help="add the PyTorch reference (CPU, and CUDA "
                         "when present); needs torch installed")
-    parser.add_argument("--repeats", type=int, default=20, help="timed steps per cell (median reported)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed steps per cell and round")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the grid, implementations "
+                        "alternating; the median over rounds is reported")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (kernel compilation)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw steps/s against batch size")
@@ -241,10 +300,10 @@ def run_bench(args: Any) -> int:
     for name in ("batch_sizes", "hidden"):
         if any(value < 1 for value in getattr(args, name)):
             raise ValueError(f"--{name.replace('_', '-')} values must be positive")
-    if args.repeats < 1 or args.warmup < 0:
-        raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
+        raise ValueError("--repeats and --rounds must be >= 1 and --warmup >= 0")
     results, notes = run_grid(args.batch_sizes, args.hidden, args.backends, args.torch,
-                              args.repeats, args.warmup, progress=not args.no_progress)
+                              args.repeats, args.warmup, args.rounds, progress=not args.no_progress)
     print(format_table(results))
     for note in notes:
         print(f"note: {note}")

@@ -1,23 +1,22 @@
 """The PyTorch reference of the benchmark: the same networks and the same step semantics.
 
 Run only when the benchmark is asked for the reference (`minigan bench --torch`), and
-then in a child process (`python -m minigan.bench_torch`), so that PyTorch's worker
-threads never compete with NumPy's BLAS threads while minigan is being timed;
-minigan itself never needs PyTorch. The step follows DESIGN.md: one noise batch, D
+then as a child process (`python -m minigan.bench_torch`) that answers one JSON request
+per line, so that PyTorch's threads never compete with NumPy's BLAS threads while minigan
+is being timed; minigan itself never needs PyTorch. The step follows DESIGN.md: one noise batch, D
 updated on real + fake (fake detached), then G updated through the *updated* D, with
 D's parameters frozen so no D parameter gradients are computed in the G step; the
 same four statistics are read back each step, as `GAN.train_step` does.
 """
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import asdict
+import sys
 from typing import Any
 
 import numpy as np
 
-from .bench import FEATURES, LATENT, BenchResult, median_ms, roofline_ms
+from .bench import FEATURES, LATENT, median_ms, roofline_ms
 
 
 def _torch() -> Any:
@@ -96,14 +95,14 @@ class _TorchModule:
         return self.torch.mul(a, b, out=out)
 
 
-def bench_torch(device: str, batch: int, hidden: int, repeats: int, warmup: int) -> BenchResult:
-    """Times the PyTorch reference step on "cpu" or "cuda" (float32)."""
-    torch = _torch()
+def bench_torch(gan: TorchGAN, batch: int, repeats: int, warmup: int) -> dict[str, Any]:
+    """Times one round of the PyTorch reference step (float32) and its matrix products."""
+    torch, device = gan.torch, gan.device
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    gan = TorchGAN(hidden, device)
     real = torch.as_tensor(np.random.default_rng(1).random((batch, FEATURES), dtype=np.float32),
                            device=device)
     step_ms = median_ms(lambda: gan.train_step(real), synchronize, repeats, warmup)
+    hidden = gan.G[0].out_features
     products_ms = roofline_ms(_TorchModule(torch, device), np.float32, batch, hidden, synchronize,
                               repeats, warmup)
     peak = None
@@ -111,22 +110,22 @@ def bench_torch(device: str, batch: int, hidden: int, repeats: int, warmup: int)
         torch.cuda.reset_peak_memory_stats()
         gan.train_step(real)
         peak = torch.cuda.max_memory_allocated() / 2**20
-    return BenchResult("torch", device, batch, hidden, step_ms, products_ms, peak,
-                       note=f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    return {"ms_per_step": step_ms, "roofline_ms": products_ms, "peak_mb": peak,
+            "note": f"torch {torch.__version__}, {torch.get_num_threads()} threads"}
 
 
 def main() -> None:
-    """Benchmarks the given cells on every device PyTorch sees; prints JSON results and notes."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batches", type=int, nargs="+", required=True)
-    parser.add_argument("--hiddens", type=int, nargs="+", required=True)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
-    args = parser.parse_args()
+    """Worker loop: announces the devices, then answers one JSON request per stdin line."""
     devices, notes = available_devices()
-    results = [asdict(bench_torch(device, batch, hidden, args.repeats, args.warmup))
-               for batch in args.batches for hidden in args.hiddens for device in devices]
-    print(json.dumps({"results": results, "notes": notes}))
+    print(json.dumps({"devices": devices, "notes": notes}), flush=True)
+    gans: dict[tuple[str, int], TorchGAN] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        key = (request["device"], request["hidden"])
+        if key not in gans:
+            gans[key] = TorchGAN(request["hidden"], request["device"])
+        reply = bench_torch(gans[key], request["batch"], request["repeats"], request["warmup"])
+        print(json.dumps(reply), flush=True)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def test_cli_bench_writes_json_and_plot(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["bench", "--repeats", "0"], "--repeats must be >= 1"),
+    (["bench", "--repeats", "0"], "--repeats and --rounds must be >= 1"),
+    (["bench", "--rounds", "0"], "--repeats and --rounds must be >= 1"),
     (["bench", "--batch-sizes", "0"], "--batch-sizes values must be positive"),
     (["bench", "--backends", "tpu"], "invalid choice"),
 ])

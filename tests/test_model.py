@@ -63,12 +63,17 @@ def test_views_cover_the_buffer_without_overlap(backend):
     assert np.array_equal(np.sort(seen), np.arange(model.num_params))
 
 
-def test_gradients_accumulate_until_zero_grad(backend):
+def after_one_backward(backend):
+    """A model, its input and output gradient, and a host copy of the gradients after one backward."""
     model = make_mlp(backend)
     x, dy = backend.standard_normal((5, 4)), backend.standard_normal((5, 3))
     model.forward(x)
     model.backward(dy)
-    once = backend.to_numpy(model.grads).copy()
+    return model, x, dy, backend.to_numpy(model.grads).copy()
+
+
+def test_gradients_accumulate_until_zero_grad(backend):
+    model, x, dy, once = after_one_backward(backend)
     assert np.abs(once).max() > 0
     model.forward(x)
     model.backward(dy)
@@ -129,11 +134,7 @@ def test_bad_construction():
 
 
 def test_input_grad_false_skips_only_the_input_gradient(backend):
-    model = make_mlp(backend)
-    x, dy = backend.standard_normal((5, 4)), backend.standard_normal((5, 3))
-    model.forward(x)
-    model.backward(dy)
-    full = backend.to_numpy(model.grads).copy()
+    model, x, dy, full = after_one_backward(backend)
     model.zero_grad()
     model.forward(x)
     assert model.backward(dy, input_grad=False) is None
