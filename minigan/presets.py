@@ -52,10 +52,12 @@ PRESETS: dict[str, Preset] = {
     # D 784 -> 256 ReLU -> 1, Adam(2e-4, beta1 0.5).
     "seed": Preset(latent_dim=100, generator_hidden=(256,), discriminator_hidden=(256,),
                    discriminator_activation="relu", output="sigmoid", batch_size=64, steps=10000),
-    "ring8": Preset(latent_dim=16, generator_hidden=(128, 128), discriminator_hidden=(128, 128),
-                    lr=1e-3, batch_size=256, steps=3000),
-    "grid25": Preset(latent_dim=16, generator_hidden=(256, 256), discriminator_hidden=(256, 256),
-                     lr=1e-3, batch_size=256, steps=6000),
+    # 2-D mixtures: a 2-D latent, three hidden layers of 128 on both sides, a high
+    # learning rate decayed linearly to 0 (the decay is what sharpens the modes).
+    "ring8": Preset(latent_dim=2, generator_hidden=(128, 128, 128), discriminator_hidden=(128, 128, 128),
+                    lr=2e-3, lr_decay="linear", batch_size=256, steps=4000),
+    "grid25": Preset(latent_dim=2, generator_hidden=(128, 128, 128), discriminator_hidden=(128, 128, 128),
+                     lr=2e-3, betas=(0.0, 0.99), lr_decay="linear", batch_size=256, steps=10000),
     "digits": Preset(latent_dim=32, generator_hidden=(256, 256), discriminator_hidden=(256,),
                      output="sigmoid", batch_size=64, steps=6000),
     "idx": Preset(latent_dim=100, generator_hidden=(256, 512), discriminator_hidden=(512, 256),
