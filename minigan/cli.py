@@ -48,8 +48,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", choices=DATA_NAMES, default="ring8", help="data set (default ring8)")
     parser.add_argument("--data-dir", help="directory of the IDX files for --data idx "
                         "(default $MINIGAN_DATA, else /usr/share/datasets/fashion-mnist)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="architecture and hyper-parameters "
-                        "(default: the preset named after --data)")
+    parser.add_argument("--preset", choices=["best", *sorted(PRESETS)], help="architecture and "
+                        "hyper-parameters (default: the preset named after --data; best: the best "
+                        "configuration measured for --data)")
     parser.add_argument("--loss", choices=sorted(OBJECTIVES), help="GAN objective (default: the "
                         "preset's; another loss brings its paper optimizer and critic steps)")
     parser.add_argument("--pack", type=_positive_int, help="PacGAN packing: D sees this many samples at once")

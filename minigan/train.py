@@ -37,7 +37,8 @@ class TrainConfig:
     """Everything a run needs. None means "the preset's value"."""
 
     data: str = "ring8"              # ring8 | grid25 | digits | idx
-    preset: str | None = None        # a name in PRESETS; None: the preset named after the data
+    preset: str | None = None        # a name in PRESETS, or "best" (PRESETS["<data>-best"]);
+                                     # None: the preset named after the data
     loss: str | None = None          # a name in OBJECTIVES; another loss than the preset's
                                      # brings that loss's paper optimizer and critic steps
     pack: int | None = None          # PacGAN packing degree
@@ -57,8 +58,11 @@ class TrainConfig:
         """Raises ValueError naming the first nonsensical value."""
         if self.data not in DATA_NAMES:
             raise ValueError(f"data must be one of {DATA_NAMES}, got {self.data!r}")
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.preset is not None and self.preset not in PRESETS and self.preset != "best":
+            raise ValueError(f"preset must be 'best' or one of {sorted(PRESETS)}, got {self.preset!r}")
+        if self.preset == "best" and f"{self.data}-best" not in PRESETS:
+            best = sorted(name[:-5] for name in PRESETS if name.endswith("-best"))
+            raise ValueError(f"there is no best preset for {self.data}; data sets with one: {best}")
         if self.loss is not None and self.loss not in OBJECTIVES:
             raise ValueError(f"loss must be one of {sorted(OBJECTIVES)}, got {self.loss!r}")
         for name in ("steps", "batch_size", "pack", "log_every", "checkpoint_every", "eval_samples"):
@@ -72,7 +76,8 @@ class TrainConfig:
 
     def resolved_preset(self) -> Preset:
         """The preset with this configuration's overrides applied."""
-        preset = PRESETS[self.preset or self.data]
+        name = self.preset or self.data
+        preset = PRESETS[f"{self.data}-best" if name == "best" else name]
         if self.loss is not None and self.loss != preset.loss:
             # The preset's optimizer settings were tuned for its own loss.
             preset = replace(preset, loss=self.loss, optimizer="paper", lr=None, d_steps=None,

@@ -71,3 +71,10 @@ def test_wgan_with_packing_trains_from_the_command_line(tmp_path):
                  "--out", str(tmp_path), "--no-progress"]) == 0
     gan, _ = load_checkpoint(tmp_path / "checkpoint.npz")
     assert gan.loss == "wgan-gp" and gan.pack == 2 and gan.steps == 3 and gan.d_steps == 5
+
+
+def test_best_preset_is_looked_up_per_data_set():
+    assert TrainConfig(data="ring8", preset="best").resolved_preset() == presets.PRESETS["ring8-best"]
+    assert TrainConfig(data="grid25", preset="best").resolved_preset() == presets.PRESETS["grid25-best"]
+    with pytest.raises(ValueError, match="no best preset for digits"):
+        TrainConfig(data="digits", preset="best").validate()
