@@ -38,7 +38,7 @@ def test_pack_override_widens_the_discriminator():
     ({"loss": "wasserstein"}, "loss must be one of"),
     ({"pack": 0}, "pack must be a positive integer"),
     ({"data": "cifar"}, "data must be one of"),
-    ({"preset": "nope"}, "preset must be one of"),
+    ({"preset": "nope"}, "preset must be .best. or one of"),
     ({"steps": -3}, "steps must be a positive integer"),
 ])
 def test_bad_configurations(kwargs, words):
