@@ -1,0 +1,119 @@
+"""Sample quality of minigan's presets, beside the published numbers.
+
+2-D mixtures (ring8, grid25): each configuration is trained once per seed and scored with
+PacGAN's metric (Lin et al. 2018) on 2,500 samples: modes covered (a mode counts when at
+least one sample within 3 standard deviations is nearest to it), the share of such
+high-quality samples, and the reverse KL of the samples' mode histogram to uniform.
+Images (digits, idx = Fashion-MNIST): one run, scored by the Fréchet distance between
+classifier features of samples and of real test images, beside the real-data floor.
+
+    python benchmarks/quality.py                                  # ring8 and grid25 presets, 5 seeds
+    python benchmarks/quality.py --data ring8 --preset best       # the best configuration
+    python benchmarks/quality.py --data ring8 --losses all --pack 1 2 --steps 2000 --seeds 2
+    python benchmarks/quality.py --data digits idx                # image presets, seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from minigan.objectives import OBJECTIVES
+from minigan.train import TrainConfig, train
+
+PUBLISHED = {  # (modes covered, high-quality %), as printed in the papers
+    "ring8": [("PacGAN Table 1: GAN", 6.3, 98.2), ("PacGAN Table 1: PacGAN2", 7.9, 95.6),
+              ("PacGAN Table 1: PacGAN4", 7.8, 95.9), ("VEEGAN Table 1: VEEGAN", 8.0, 52.9)],
+    "grid25": [("PacGAN Table 1: GAN", 17.3, 94.8), ("PacGAN Table 1: PacGAN2", 23.8, 91.3),
+               ("PacGAN Table 1: PacGAN4", 24.8, 93.6), ("VEEGAN Table 1: VEEGAN", 24.6, 40.0)],
+}
+
+
+def mean_std(values: list[float]) -> str:
+    """'mean ± std' (std over seeds; 0 for one seed)."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.2f} ± {spread:.2f}"
+
+
+def run(config: TrainConfig) -> tuple[dict, float]:
+    """Trains one run into a temporary directory; returns its metrics and its seconds."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        metrics = train(TrainConfig(**{**vars(config), "out": out, "progress": False}))
+        return metrics, time.perf_counter() - start
+
+
+def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: int, raw: list) -> str:
+    """Trains every configuration for every seed; returns the markdown table."""
+    lines = [f"### {data}: {seeds} seed(s), 2,500 samples each", "",
+             "| configuration | modes covered | high quality % | reverse KL | s / run |",
+             "|---|---:|---:|---:|---:|"]
+    for label, config in configs:
+        results = []
+        for seed in _progress(range(seeds), f"{data} {label}"):
+            metrics, seconds = run(TrainConfig(**{**vars(config), "seed": seed}))
+            results.append((metrics, seconds))
+            raw.append({"data": data, "configuration": label, "seed": seed, "seconds": seconds, **metrics})
+        lines.append(f"| minigan {label} | {mean_std([m['modes_covered'] for m, _ in results])} | "
+                     f"{mean_std([100 * m['high_quality'] for m, _ in results])} | "
+                     f"{mean_std([m['reverse_kl'] for m, _ in results])} | "
+                     f"{statistics.mean(s for _, s in results):.0f} |")
+    for label, modes, quality in PUBLISHED[data]:
+        lines.append(f"| {label} (published) | {modes} | {quality} | | |")
+    return "\n".join(lines)
+
+
+def image_table(data: str, config: TrainConfig, raw: list) -> str:
+    """One seed-0 run of an image preset; returns the markdown table."""
+    metrics, seconds = run(config)
+    raw.append({"data": data, "seconds": seconds, **metrics})
+    return "\n".join([
+        f"### {data} (seed 0, {metrics['num_samples']} samples)", "",
+        "| Fréchet distance | real-data floor | classes covered | class entropy (log 10 = 2.30) | classifier accuracy | s |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {metrics['frechet_distance']:.2f} | {metrics['frechet_floor']:.2f} | {metrics['classes_covered']} / 10 "
+        f"| {metrics['class_entropy']:.2f} | {100 * metrics['classifier_accuracy']:.1f}% | {seconds:.0f} |"])
+
+
+def _progress(items: range, label: str):
+    try:
+        from tqdm.auto import tqdm
+        return tqdm(items, desc=label, leave=False)
+    except ImportError:
+        return items
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", default=["ring8", "grid25"],
+                        choices=["ring8", "grid25", "digits", "idx"])
+    parser.add_argument("--preset", help="preset name or 'best' (default: the data set's own)")
+    parser.add_argument("--losses", nargs="+", help="losses to compare ('all' for every one); "
+                        "default: the preset's")
+    parser.add_argument("--pack", type=int, nargs="+", default=[None], help="packing degrees to compare")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, help="override the preset's steps")
+    parser.add_argument("--json", help="write every run's metrics to this file")
+    args = parser.parse_args()
+    losses = sorted(OBJECTIVES) if args.losses == ["all"] else (args.losses or [None])
+    raw: list[dict] = []
+    for data in args.data:
+        base = TrainConfig(data=data, preset=args.preset, steps=args.steps)
+        if data in ("digits", "idx"):
+            print(image_table(data, base, raw), "\n", flush=True)
+            continue
+        configs = []
+        for loss in losses:
+            for pack in args.pack:
+                label = f"{args.preset or data}, {loss or 'preset loss'}{f', pack {pack}' if pack else ''}"
+                configs.append((label, TrainConfig(**{**vars(base), "loss": loss, "pack": pack})))
+        print(mixture_table(data, configs, args.seeds, raw), "\n", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

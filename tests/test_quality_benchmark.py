@@ -1,0 +1,21 @@
+"""The quality benchmark script end to end on a tiny budget (no quality assertions)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+
+
+def test_quality_script_prints_its_table_beside_the_published_rows(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--data", "ring8", "--steps", "5", "--seeds", "2",
+                             "--losses", "hinge", "--pack", "1", "2", "--json", str(tmp_path / "q.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("| minigan ring8, hinge, pack 1 |") for line in lines)
+    assert any(line.startswith("| minigan ring8, hinge, pack 2 |") for line in lines)
+    assert "| PacGAN Table 1: GAN (published) | 6.3 | 98.2 | | |" in lines
+    runs = json.loads((tmp_path / "q.json").read_text())
+    assert len(runs) == 4 and {run["seed"] for run in runs} == {0, 1}
+    assert all(0 <= run["modes_covered"] <= 8 for run in runs)
