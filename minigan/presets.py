@@ -66,8 +66,9 @@ PRESETS: dict[str, Preset] = {
                          lr=2e-3, lr_decay="linear", batch_size=1024, steps=10000, pack=2),
     "grid25-best": Preset(latent_dim=2, generator_hidden=(256, 256, 256), discriminator_hidden=(128, 128, 128),
                           lr=2e-3, betas=(0.0, 0.99), lr_decay="linear", batch_size=256, steps=15000, pack=2),
+    # Images: sigmoid outputs for pixels in [0, 1]; the digits preset takes two D steps per G step.
     "digits": Preset(latent_dim=32, generator_hidden=(256, 256), discriminator_hidden=(256,),
-                     output="sigmoid", batch_size=64, steps=6000),
+                     output="sigmoid", batch_size=64, steps=10000, d_steps=2),
     "idx": Preset(latent_dim=100, generator_hidden=(256, 512), discriminator_hidden=(512, 256),
                   output="sigmoid", batch_size=64, steps=10000),
 }
