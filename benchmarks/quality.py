@@ -108,7 +108,8 @@ def main() -> None:
         configs = []
         for loss in losses:
             for pack in args.pack:
-                label = f"{args.preset or data}, {loss or 'preset loss'}{f', pack {pack}' if pack else ''}"
+                label = (f"{args.preset or data} preset" + (f", loss {loss}" if loss else "")
+                         + (f", pack {pack}" if pack else ""))
                 configs.append((label, TrainConfig(**{**vars(base), "loss": loss, "pack": pack})))
         print(mixture_table(data, configs, args.seeds, raw), "\n", flush=True)
     if args.json:

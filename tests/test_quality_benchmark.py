@@ -13,8 +13,8 @@ def test_quality_script_prints_its_table_beside_the_published_rows(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert any(line.startswith("| minigan ring8, hinge, pack 1 |") for line in lines)
-    assert any(line.startswith("| minigan ring8, hinge, pack 2 |") for line in lines)
+    assert any(line.startswith("| minigan ring8 preset, loss hinge, pack 1 |") for line in lines)
+    assert any(line.startswith("| minigan ring8 preset, loss hinge, pack 2 |") for line in lines)
     assert "| PacGAN Table 1: GAN (published) | 6.3 | 98.2 | | |" in lines
     runs = json.loads((tmp_path / "q.json").read_text())
     assert len(runs) == 4 and {run["seed"] for run in runs} == {0, 1}
