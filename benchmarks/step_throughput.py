@@ -1,0 +1,17 @@
+"""Training-step throughput: minigan per backend against the PyTorch reference and the roofline.
+
+The same measurement as `minigan bench` (the code lives in `minigan.bench`); this script
+runs it on the three cells the speed targets name, with the PyTorch reference, unless
+told otherwise:
+
+    python benchmarks/step_throughput.py                       # 64x256, 256x512, 1024x1024, with --torch
+    python benchmarks/step_throughput.py --batch-sizes 64 4096 --hidden 1024 --rounds 5
+"""
+import sys
+
+from minigan.cli import main
+
+DEFAULTS = ["--torch", "--batch-sizes", "64", "256", "1024", "--hidden", "256", "512", "1024"]
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", *(sys.argv[1:] or DEFAULTS)]))
