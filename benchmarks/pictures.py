@@ -31,7 +31,7 @@ def mixture_panels(data: str, out: Path) -> Path:
     """The plain preset and the best configuration side by side."""
     mixture = MIXTURES[data]
     panels = []
-    for preset, label in ((None, "plain GAN (preset)"), ("best", "best configuration")):
+    for preset, label in ((None, "plain GAN"), ("best", "best")):
         samples, m = trained_samples(data, preset, 2500)
         panels.append((f"{label}: {m['modes_covered']}/{m['num_modes']} modes, "
                        f"{100 * m['high_quality']:.1f}% high quality", samples))
