@@ -46,24 +46,24 @@ def run(config: TrainConfig) -> tuple[dict, float]:
         return metrics, time.perf_counter() - start
 
 
-def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: int, raw: list) -> str:
-    """Trains every configuration for every seed; returns the markdown table."""
-    lines = [f"### {data}: {seeds} seed(s), 2,500 samples each", "",
-             "| configuration | modes covered | high quality % | reverse KL | s / run |",
-             "|---|---:|---:|---:|---:|"]
+def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: int, raw: list) -> None:
+    """Trains every configuration for every seed, printing the table a row at a time."""
+    print(f"### {data}: {seeds} seed(s), 2,500 samples each", "",
+          "| configuration | modes covered | high quality % | reverse KL | s / run |",
+          "|---|---:|---:|---:|---:|", sep="\n", flush=True)
     for label, config in configs:
         results = []
         for seed in _progress(range(seeds), f"{data} {label}"):
             metrics, seconds = run(TrainConfig(**{**vars(config), "seed": seed}))
             results.append((metrics, seconds))
             raw.append({"data": data, "configuration": label, "seed": seed, "seconds": seconds, **metrics})
-        lines.append(f"| minigan {label} | {mean_std([m['modes_covered'] for m, _ in results])} | "
-                     f"{mean_std([100 * m['high_quality'] for m, _ in results])} | "
-                     f"{mean_std([m['reverse_kl'] for m, _ in results])} | "
-                     f"{statistics.mean(s for _, s in results):.0f} |")
+        print(f"| minigan {label} | {mean_std([m['modes_covered'] for m, _ in results])} | "
+              f"{mean_std([100 * m['high_quality'] for m, _ in results])} | "
+              f"{mean_std([m['reverse_kl'] for m, _ in results])} | "
+              f"{statistics.mean(s for _, s in results):.0f} |", flush=True)
     for label, modes, quality in PUBLISHED[data]:
-        lines.append(f"| {label} (published) | {modes} | {quality} | | |")
-    return "\n".join(lines)
+        print(f"| {label} (published) | {modes} | {quality} | | |")
+    print(flush=True)
 
 
 def image_table(data: str, config: TrainConfig, raw: list) -> str:
@@ -111,7 +111,7 @@ def main() -> None:
                 label = (f"{args.preset or data} preset" + (f", loss {loss}" if loss else "")
                          + (f", pack {pack}" if pack else ""))
                 configs.append((label, TrainConfig(**{**vars(base), "loss": loss, "pack": pack})))
-        print(mixture_table(data, configs, args.seeds, raw), "\n", flush=True)
+        mixture_table(data, configs, args.seeds, raw)
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
 
