@@ -80,12 +80,18 @@ def step_products(batch: int, hidden: int) -> list[tuple[tuple[int, int], tuple[
     ]
 
 
-def median_ms(fn: Callable[[], Any], synchronize: Callable[[], None], repeats: int, warmup: int) -> float:
-    """Median wall-clock milliseconds of fn() over `repeats` calls after `warmup` calls,
-    synchronizing the device around every timed call."""
-    for _ in range(warmup):
+STEP_WARMUP_S = 0.2  # the least warm-up time of a training step: caches and allocator settle
+
+
+def median_ms(fn: Callable[[], Any], synchronize: Callable[[], None], repeats: int, warmup: int,
+              warmup_s: float = 0.0) -> float:
+    """Median wall-clock milliseconds of fn() over `repeats` calls after at least `warmup`
+    calls and `warmup_s` seconds of them, synchronizing the device around every timed call."""
+    start, calls = time.perf_counter(), 0
+    while calls < warmup or (calls and time.perf_counter() - start < warmup_s):
         fn()
-    synchronize()
+        synchronize()
+        calls += 1
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -132,7 +138,8 @@ class MiniganCell:
     def measure(self, repeats: int, warmup: int) -> tuple[float, float]:
         """(median ms per step, roofline ms) of one round."""
         backend = self.backend
-        step_ms = median_ms(lambda: self.gan.train_step(self.real), backend.synchronize, repeats, warmup)
+        step_ms = median_ms(lambda: self.gan.train_step(self.real), backend.synchronize, repeats, warmup,
+                            STEP_WARMUP_S)
         products_ms = roofline_ms(backend.xp, backend.dtype, self.batch, self.hidden,
                                   backend.synchronize, repeats, warmup)
         return step_ms, products_ms

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .bench import FEATURES, LATENT, median_ms, roofline_ms
+from .bench import FEATURES, LATENT, STEP_WARMUP_S, median_ms, roofline_ms
 
 
 def _torch() -> Any:
@@ -101,7 +101,7 @@ def bench_torch(gan: TorchGAN, batch: int, repeats: int, warmup: int) -> dict[st
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     real = torch.as_tensor(np.random.default_rng(1).random((batch, FEATURES), dtype=np.float32),
                            device=device)
-    step_ms = median_ms(lambda: gan.train_step(real), synchronize, repeats, warmup)
+    step_ms = median_ms(lambda: gan.train_step(real), synchronize, repeats, warmup, STEP_WARMUP_S)
     hidden = gan.G[0].out_features
     products_ms = roofline_ms(_TorchModule(torch, device), np.float32, batch, hidden, synchronize,
                               repeats, warmup)

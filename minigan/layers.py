@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from .backend import Backend
 
 INITIALISERS = ("he", "xavier", "normal")
@@ -44,10 +46,13 @@ class Layer:
         """Returns the layer's output and caches what `backward` needs."""
         raise NotImplementedError
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
+                 accumulate: bool = True) -> Any:
         """Adds dL/dparams into the gradient views (unless `param_grads` is False)
         and returns dL/dx, given dy = dL/dy of the last `forward`. With
-        `input_grad=False` a layer may skip computing dL/dx and return None."""
+        `input_grad=False` a layer may skip computing dL/dx and return None. With
+        `accumulate=False` the gradient views are overwritten instead of added to
+        (the result of `zero_grad()` then `backward`, one pass over them cheaper)."""
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
@@ -115,10 +120,14 @@ class Dense(Layer):
         y += self.b
         return y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
-        if param_grads:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
+                 accumulate: bool = True) -> Any:
+        if param_grads and accumulate:
             self.dW += self.x.T @ dy  # (in, out) = (in, N) @ (N, out)
             self.db += dy.sum(axis=0)
+        elif param_grads:  # written by the product itself: no temporary, no extra pass
+            self.xp.matmul(self.x.T, dy, out=self.dW)
+            dy.sum(axis=0, out=self.db)
         if not input_grad:
             return None
         if self.out_features == 1:  # an outer product: broadcasting beats a rank-1 GEMM call
@@ -133,7 +142,8 @@ class ReLU(Layer):
         self.y = self.xp.maximum(x, 0)
         return self.y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
+                 accumulate: bool = True) -> Any:
         return dy * (self.y > 0)
 
 
@@ -160,23 +170,25 @@ class LeakyReLU(Layer):
         self.derivative += self.slope
         return y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
+                 accumulate: bool = True) -> Any:
         return dy * self.derivative
 
 
 def sigmoid(xp: Any, x: Any) -> Any:
-    """1 / (1 + exp(-x)) without overflow for any finite x: exp only sees -|x|.
+    """1 / (1 + exp(-x)) for any finite x, in four passes.
 
-    sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0, with e = exp(-|x|),
-    which keeps full relative precision for tiny outputs too.
+    For x < 0 the result has full relative precision (1 + exp(-x) ~ exp(-x) loses
+    nothing), for x > 0 it rounds to 1 as it should. Below about -88 (float32) or -709
+    (float64) exp(-x) overflows to inf and 1 / (1 + inf) = 0, the limit: that overflow
+    is expected and not reported.
     """
-    e = xp.abs(x)
-    xp.negative(e, out=e)
-    xp.exp(e, out=e)  # e = exp(-|x|) in (0, 1]
-    numerator = xp.maximum(e, x >= 0)  # 1 where x >= 0 (since e <= 1), e where x < 0
+    e = xp.negative(x)
+    with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x gives sigmoid 0
+        xp.exp(e, out=e)
     e += 1
-    numerator /= e
-    return numerator
+    xp.divide(1, e, out=e)
+    return e
 
 
 class Sigmoid(Layer):
@@ -186,7 +198,8 @@ class Sigmoid(Layer):
         self.y = sigmoid(self.xp, x)
         return self.y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
+                 accumulate: bool = True) -> Any:
         dx = 1 - self.y
         dx *= self.y
         dx *= dy
@@ -200,7 +213,8 @@ class Tanh(Layer):
         self.y = self.xp.tanh(x)
         return self.y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
+                 accumulate: bool = True) -> Any:
         dx = self.y * self.y
         self.xp.subtract(1, dx, out=dx)
         dx *= dy

@@ -6,6 +6,7 @@ vector operations on them; saving, loading and gradient norms are one array each
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Iterator, Sequence
 
@@ -29,6 +30,9 @@ class Sequential:
         if len({id(layer) for layer in layers}) != len(layers):
             raise ValueError("the same layer object appears twice; create one per position")
         self.layers = list(layers)
+        # Layers from outside minigan may implement backward without `accumulate`.
+        self._layers_overwrite = all("accumulate" in inspect.signature(layer.backward).parameters
+                                     for layer in self.layers)
         self.backend = backend if backend is not None else get_backend()
         xp, dtype = self.backend.xp, self.backend.dtype
         shapes = [layer.param_shapes() for layer in self.layers]
@@ -85,18 +89,24 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True) -> Any:
+    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
+                 accumulate: bool = True) -> Any:
         """Backpropagates dy = dL/doutput of the last forward; returns dL/dinput.
 
         With `param_grads=True` the parameter gradients are *added* into `grads`;
         with False they are left untouched and only dL/dinput is computed. With
         `input_grad=False` the first layer skips dL/dinput (a whole matrix product
-        for a Dense layer) and None is returned.
+        for a Dense layer) and None is returned. `accumulate=False` overwrites
+        `grads` instead: the same as `zero_grad()` first, without its pass over them.
         """
+        if not accumulate and not self._layers_overwrite:  # a layer written for `+=` only
+            self.zero_grad()
+            accumulate = True
+        options = {} if accumulate else {"accumulate": False}
         last = len(self.layers) - 1
         for index in range(last, -1, -1):
             dy = self.layers[index].backward(dy, param_grads=param_grads,
-                                             input_grad=input_grad or index > 0)
+                                             input_grad=input_grad or index > 0, **options)
         return dy
 
     def zero_grad(self) -> None:

@@ -3,6 +3,8 @@
 Every objective gives, for a batch of discriminator outputs `logits` (N, 1), the loss
 term and its gradient with respect to those outputs:
 `discriminator_real`, `discriminator_fake` (D minimises their sum) and `generator`.
+`discriminator` scores one concatenated [real; fake] batch at once: what the GAN step
+calls, so that D runs one forward and one backward pass over both halves.
 It also names its paper defaults (optimizer, critic steps) and `summary`, the number
 reported as D(x) / D(G(z)): a probability for the BCE objectives, the mean raw output
 (the critic's score) otherwise.
@@ -13,7 +15,7 @@ from typing import Any
 
 from .backend import array_module
 from .layers import sigmoid
-from .losses import BCEWithLogits
+from .losses import BCEWithLogits, softplus
 from .optim import Adam, Optimizer, RMSProp
 
 
@@ -43,6 +45,18 @@ class Objective:
 
     def after_discriminator_step(self, discriminator: Any) -> None:
         """Called after every discriminator update (weight clipping for WGAN)."""
+
+    def discriminator(self, logits: Any, n_real: int) -> tuple[float, Any, float, float]:
+        """D's loss on one batch whose first `n_real` rows are D(real) and the rest D(fake).
+
+        Returns L_D (the real term plus the fake term, each a mean over its own half),
+        dL_D/dlogits (same shape as `logits`), and the summaries of the real and fake halves.
+        """
+        real, fake = logits[:n_real], logits[n_real:]
+        loss_real, grad_real = self.discriminator_real(real)
+        loss_fake, grad_fake = self.discriminator_fake(fake)
+        grad = array_module(logits).concatenate([grad_real, grad_fake])
+        return float(loss_real + loss_fake), grad, self.summary(real), self.summary(fake)
 
 
 class NonSaturatingLoss(Objective):
@@ -77,6 +91,23 @@ class NonSaturatingLoss(Objective):
 
     def discriminator_real(self, logits: Any) -> tuple[Any, Any]:
         return self._bce(logits, 1.0 - self.label_smoothing)
+
+    def discriminator(self, logits: Any, n_real: int) -> tuple[float, Any, float, float]:
+        """The two BCE terms from one sigmoid and one softplus of the whole batch (the
+        per-half methods would compute each several times): with t the real target,
+        L_D = mean_real(softplus(x) - t x) + mean_fake(softplus(x)), and
+        dL_D/dx = (sigmoid(x) - t) / n_real on the real rows, sigmoid(x) / n_fake on the fake."""
+        xp = array_module(logits)
+        real_target, n_fake = 1.0 - self.label_smoothing, logits.shape[0] - n_real
+        losses = softplus(xp, logits)
+        loss = (xp.mean(losses[:n_real]) - real_target * xp.mean(logits[:n_real])
+                + xp.mean(losses[n_real:]))
+        grad = sigmoid(xp, logits)
+        d_real, d_fake = float(xp.mean(grad[:n_real])), float(xp.mean(grad[n_real:]))
+        grad[:n_real] -= real_target
+        grad[:n_real] *= 1.0 / n_real
+        grad[n_real:] *= 1.0 / n_fake
+        return float(loss), grad, d_real, d_fake
 
     def discriminator_fake(self, logits: Any) -> tuple[Any, Any]:
         return self._bce(logits, 0.0)

@@ -2,6 +2,7 @@
 rows only when PyTorch is installed, the CLI, JSON and plot output. No timing assertions."""
 import json
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -108,3 +109,20 @@ def test_no_float64_in_a_float32_step():
     assert len(arrays) > 10
     assert all(value.dtype == np.float32 for _, _, value in arrays), \
         [(owner, name, value.dtype) for owner, name, value in arrays if value.dtype != np.float32]
+
+
+def test_warm_up_runs_at_least_the_asked_calls_and_time():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.01)
+
+    bench.median_ms(slow, lambda: None, repeats=3, warmup=2)
+    assert len(calls) == 2 + 3
+    calls.clear()
+    bench.median_ms(slow, lambda: None, repeats=3, warmup=2, warmup_s=0.1)
+    assert len(calls) >= 10 + 3  # 0.1 s of 0.01 s calls before the timed ones
+    calls.clear()
+    bench.median_ms(slow, lambda: None, repeats=3, warmup=0, warmup_s=0.1)
+    assert len(calls) == 3  # no warm-up asked for: none

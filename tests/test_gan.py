@@ -165,6 +165,12 @@ def test_bad_gan_arguments(make, words):
         make(gan.generator, gan.discriminator)
 
 
+def test_real_batch_of_the_wrong_width_is_refused():
+    gan = tiny_gan()
+    with pytest.raises(ValueError, match=r"real batch must have shape \(N, 4\), got \(6, 3\)"):
+        gan.train_step(batch(1, (6, 3)), batch(2, (6, 3)))
+
+
 def test_models_on_different_dtypes_are_refused():
     G = mg.Sequential([mg.Dense(2, 3)], backend=mg.get_backend("numpy", "float32"))
     D = mg.Sequential([mg.Dense(3, 1)], backend=mg.get_backend("numpy", "float64"))

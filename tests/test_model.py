@@ -82,6 +82,27 @@ def test_gradients_accumulate_until_zero_grad(backend):
     assert not np.any(backend.to_numpy(model.grads))
 
 
+class AddOnlyDense(mg.Dense):
+    """A layer written for the original protocol: backward without `accumulate`."""
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        return super().backward(dy, param_grads, input_grad)
+
+
+@pytest.mark.parametrize("first", [mg.Dense, AddOnlyDense])
+def test_accumulate_false_overwrites_the_gradients(backend, first):
+    model = mg.Sequential([first(4, 8), mg.LeakyReLU(0.2), mg.Dense(8, 3), mg.Sigmoid()], backend=backend)
+    x, dy = backend.standard_normal((5, 4)), backend.standard_normal((5, 3))
+    model.forward(x)
+    model.backward(dy)
+    fresh = backend.to_numpy(model.grads).copy()
+    model.grads[...] = backend.standard_normal(model.grads.shape)  # stale values to overwrite
+    model.forward(x)
+    dx = model.backward(dy, accumulate=False)
+    np.testing.assert_allclose(backend.to_numpy(model.grads), fresh, rtol=1e-12)
+    assert dx.shape == (5, 4)
+
+
 def test_param_grads_false_returns_dx_and_leaves_gradients_alone(backend):
     model = make_mlp(backend)
     x, dy = backend.standard_normal((5, 4)), backend.standard_normal((5, 3))

@@ -37,6 +37,33 @@ def test_terms_match_formulas_and_gradients(name, batch, seed):
         assert compare(term, grad, numeric).error < 1e-7, term
 
 
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+@given(n_real=st.integers(1, 9), n_fake=st.integers(1, 9), seed=st.integers(0, 2**16),
+       smoothing=st.sampled_from([0.0, 0.1]))
+def test_concatenated_discriminator_loss(name, n_real, n_fake, seed, smoothing):
+    """`discriminator` on [real; fake] logits: the two terms' formulas, their gradient,
+    and the summaries of each half (the BCE objectives compute these in one fused pass)."""
+    options = {"label_smoothing": smoothing} if name in ("non_saturating", "minimax") else {}
+    objective = OBJECTIVES[name](**options)
+    logits = np.random.default_rng(seed).uniform(-3, 3, (n_real + n_fake, 1))
+    logits[np.abs(np.abs(logits) - 1) < 1e-2] += 0.05  # off the hinge's kinks at +-1
+    real_term, fake_term, _ = FORMULAS[name]
+    target = 1.0 - smoothing
+
+    def formula():
+        real, fake = logits[:n_real], logits[n_real:]
+        if options:  # BCE against the smoothed target t: softplus(x) - t x
+            return np.mean(np.logaddexp(0, real) - target * real) + fake_term(fake)
+        return real_term(real) + fake_term(fake)
+
+    loss, grad, d_real, d_fake = objective.discriminator(logits, n_real)
+    assert loss == pytest.approx(formula(), rel=1e-12, abs=1e-15)
+    assert grad.shape == logits.shape
+    assert compare("L_D", grad, numerical_gradient(formula, logits)).error < 1e-7
+    assert d_real == pytest.approx(objective.summary(logits[:n_real]), rel=1e-12)
+    assert d_fake == pytest.approx(objective.summary(logits[n_real:]), rel=1e-12)
+
+
 @pytest.mark.parametrize("name, optimizer, lr, d_steps", [
     ("non_saturating", mg.Adam, 2e-4, 1), ("lsgan", mg.Adam, 2e-4, 1), ("hinge", mg.Adam, 2e-4, 1),
     ("wgan", mg.RMSProp, 5e-5, 5), ("wgan-gp", mg.Adam, 1e-4, 5),
@@ -88,10 +115,11 @@ def test_critic_steps_and_fresh_batches():
     gan.discriminator.forward = lambda x: (seen.append(x.copy()), original_forward(x))[1]
     reals = [np.full((4, 3), float(i)) for i in range(5)]
     gan.train_step(reals)
-    real_inputs = [x for x in seen if np.all(x == x.flat[0]) and x.flat[0] in range(5)]
-    assert [float(x.flat[0]) for x in real_inputs] == [0.0, 1.0, 2.0, 3.0, 4.0]
-    # Per critic step: real, fake, penalty forward; then one forward in the generator step.
-    assert len(seen) == 5 * 3 + 1
+    # Per critic step: the [real; fake] batch, then the penalty's forward on the
+    # interpolates; then one forward in the generator step.
+    assert [x.shape[0] for x in seen] == [8, 4] * 5 + [4]
+    assert [float(x.flat[0]) for x in seen[0:10:2]] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert all(np.all(x[:4] == x.flat[0]) for x in seen[0:10:2])  # each step's own real batch
 
 
 def test_packing_shapes():
@@ -101,7 +129,7 @@ def test_packing_shapes():
     gan.discriminator.forward = lambda x: (shapes.append(x.shape), original_forward(x))[1]
     real = np.arange(18.0).reshape(6, 3)
     gan.train_step(real)
-    assert shapes == [(2, 9)] * 3
+    assert shapes == [(4, 9), (2, 9)]  # [real; fake] in the D step, fake in the G step
     with pytest.raises(ValueError, match="batch size 5 is not a multiple of pack=3"):
         gan.train_step(real[:5])
     assert gan.sample(7).shape == (7, 3)  # sampling is unaffected by packing
