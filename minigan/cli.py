@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from .backend import BackendUnavailableError, get_backend
-from .bench import add_bench_parser, run_bench
+from .bench_report import add_bench_parser, run_bench
 from .checkpoint import load_checkpoint
 from .objectives import OBJECTIVES
 from .presets import PRESETS

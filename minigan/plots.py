@@ -268,7 +268,7 @@ def _label_log_axis(axis: Any, ticks: np.ndarray | None) -> None:
 
 def save_line_plot(path: PathLike, series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
                    xlabel: str, ylabel: str, title: str = "", logx: bool = False,
-                   logy: bool = False) -> pathlib.Path:
+                   logy: bool = False, styles: Mapping[str, Mapping[str, Any]] | None = None) -> pathlib.Path:
     """Save named (x, y) series as lines with markers, one colour each, on shared axes.
 
     Args:
@@ -277,6 +277,8 @@ def save_line_plot(path: PathLike, series: Mapping[str, tuple[Sequence[float], S
         xlabel, ylabel: the axis labels.
         title: title above the plot.
         logx, logy: log-scale axes (their values must then be positive).
+        styles: optional matplotlib line options per series name, e.g.
+            {"color": "C1", "linestyle": "--"}, to pair related series.
     """
     if not series:
         raise ValueError("series is empty: give at least one name -> (x, y)")
@@ -294,7 +296,8 @@ def save_line_plot(path: PathLike, series: Mapping[str, tuple[Sequence[float], S
     with _figure(path, (7.0, 5.0), layout="constrained") as (_, axes):
         ax = axes[0, 0]
         for name, (x, y) in lines.items():
-            ax.plot(x, y, marker="o", markersize=4, linewidth=1.5, label=name)
+            ax.plot(x, y, **{"marker": "o", "markersize": 4, "linewidth": 1.5, **(styles or {}).get(name, {})},
+                    label=name)
         if logx:
             ax.set_xscale("log")
             _label_log_axis(ax.xaxis, np.unique(np.concatenate([x for x, _ in lines.values()])))

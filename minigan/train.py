@@ -124,11 +124,12 @@ def evaluation_noise(gan: GAN, n: int, seed: int) -> np.ndarray:
 def evaluate(gan: GAN, data: RealData, n: int, seed: int = 0) -> dict[str, Any]:
     """Quality metrics of n samples: PacGAN's mode metrics, or the classifier Fréchet distance."""
     from . import metrics
+    from .classifier import FeatureClassifier
     samples = gan.backend.to_numpy(gan.sample(n, evaluation_noise(gan, n, seed))).astype(np.float64)
     if data.mixture is not None:
         return metrics.mode_stats(samples, data.mixture)
     dataset = data.dataset
-    classifier = metrics.FeatureClassifier(dataset.x_train.shape[1], dataset.num_classes, seed=seed)
+    classifier = FeatureClassifier(dataset.x_train.shape[1], dataset.num_classes, seed=seed)
     classifier.fit(dataset.x_train, dataset.y_train)
     return metrics.image_stats(samples, dataset, classifier)
 

@@ -3,10 +3,13 @@ the Hypothesis profiles ("ci" is deterministic and is selected by $CI or
 $HYPOTHESIS_PROFILE)."""
 import os
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
 import minigan as mg
+from minigan.classifier import FeatureClassifier
+from minigan.data import ImageDataset
 
 settings.register_profile("dev", deadline=None, max_examples=30,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -37,3 +40,34 @@ def backend(backend_name):
 def backend32(backend_name):
     """A float32 backend, the training default."""
     return mg.get_backend(backend_name, dtype="float32", seed=0)
+
+
+# ---------------------------------------------------------------- image data for the metrics
+
+
+def _pattern_images(rng, labels, noise=0.15):
+    """8x8 images: one fixed random binary pattern per class, plus noise, clipped to [0, 1]."""
+    prototypes = (np.random.default_rng(99).random((10, 64)) > 0.5).astype(np.float32)
+    images = prototypes[labels] + noise * rng.standard_normal((len(labels), 64))
+    return np.clip(images, 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def pattern_images():
+    """The function that draws pattern images: (rng, labels, noise=0.15) -> (N, 64)."""
+    return _pattern_images
+
+
+@pytest.fixture(scope="module")
+def patterns():
+    rng = np.random.default_rng(5)
+    y_train, y_test = rng.integers(0, 10, 800), np.repeat(np.arange(10), 30)
+    return ImageDataset("patterns", _pattern_images(rng, y_train), y_train,
+                        _pattern_images(rng, y_test), y_test, (8, 8), 10)
+
+
+@pytest.fixture(scope="module")
+def trained(patterns):
+    classifier = FeatureClassifier(64, hidden=64, feature_dim=16, seed=0)
+    classifier.fit(patterns.x_train, patterns.y_train, epochs=5, lr=3e-3)
+    return classifier

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from minigan import bench
+from minigan import bench, bench_report
 from minigan.cli import main
 
 HAS_TORCH = bench.importlib.util.find_spec("torch") is not None
@@ -52,7 +52,7 @@ def test_torch_rows_only_when_torch_is_installed(monkeypatch):
     if HAS_TORCH:
         results, notes = bench.run_grid([4], [3], ["numpy"], torch=True, repeats=1, warmup=0)
         assert {(r.implementation, r.device) for r in results} >= {("minigan", "cpu"), ("torch", "cpu")}
-        assert "vs torch CPU" in bench.format_table(results) and "x |" in bench.format_table(results)
+        assert "vs torch CPU" in bench_report.format_table(results) and "x |" in bench_report.format_table(results)
         assert "torch" not in sys.modules  # the reference ran in a child process
     monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: None)
     results, notes = bench.run_grid([4], [3], ["numpy"], torch=True, repeats=1, warmup=0)
@@ -63,7 +63,7 @@ def test_torch_rows_only_when_torch_is_installed(monkeypatch):
 def test_table_lists_every_row():
     rows = [bench.BenchResult("minigan", "cpu", 64, 256, 2.0, 1.5, 10.0),
             bench.BenchResult("torch", "cpu", 64, 256, 4.0, 1.0, None)]
-    table = bench.format_table(rows).splitlines()
+    table = bench_report.format_table(rows).splitlines()
     assert len(table) == 4
     assert "| minigan | cpu | 64 | 256 | 2.000 | 500.0 | 32000 | 10.0 | 1.500 | 75% | 2.00x |" in table
     assert "| n/a |" in table[3]
@@ -126,3 +126,19 @@ def test_warm_up_runs_at_least_the_asked_calls_and_time():
     calls.clear()
     bench.median_ms(slow, lambda: None, repeats=3, warmup=0, warmup_s=0.1)
     assert len(calls) == 3  # no warm-up asked for: none
+
+
+def test_scaling_plot_pairs_minigan_and_torch_by_colour(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("minigan.plots.save_line_plot",
+                        lambda path, series, **kwargs: seen.update(series=series, **kwargs))
+    rows = [bench.BenchResult(impl, "cpu", batch, hidden, 1.0, 0.5, None)
+            for impl in ("minigan", "torch") for batch in (64, 256) for hidden in (256, 1024)]
+    bench_report.save_scaling_plot(tmp_path / "s.png", rows)
+    styles = seen["styles"]
+    assert set(styles) == set(seen["series"]) and len(styles) == 4
+    for hidden in (256, 1024):
+        mine, theirs = styles[f"minigan cpu, hidden {hidden}"], styles[f"torch cpu, hidden {hidden}"]
+        assert mine["color"] == theirs["color"] and (mine["linestyle"], theirs["linestyle"]) == ("-", "--")
+    assert styles["minigan cpu, hidden 256"]["color"] != styles["minigan cpu, hidden 1024"]["color"]
+    assert seen["series"]["torch cpu, hidden 256"] == ([64, 256], [1000.0, 1000.0])

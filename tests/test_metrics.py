@@ -1,5 +1,5 @@
-"""Tests for minigan.metrics: mode statistics, the Fréchet distance, the feature classifier
-and image statistics, each against values worked out by hand or an independent oracle."""
+"""Tests for minigan.metrics: mode statistics, the Fréchet distance and image statistics,
+each against values worked out by hand or an independent oracle."""
 
 import json
 import math
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigan.data import GRID25, RING8, ImageDataset, Mixture2D
+from minigan.classifier import FeatureClassifier
+from minigan.data import GRID25, RING8, Mixture2D
 from minigan.metrics import (
-    FeatureClassifier,
     frechet_distance,
     gaussian_stats,
     image_stats,
@@ -184,116 +184,6 @@ def test_frechet_distance_rejects_mismatched_shapes(mu2, sigma2):
         frechet_distance(np.zeros(3), np.eye(3), mu2, sigma2)
 
 
-# ---------------------------------------------------------------- feature classifier
-
-
-def pattern_images(rng, labels, noise=0.15):
-    """8x8 images: one fixed random binary pattern per class, plus noise, clipped to [0, 1]."""
-    prototypes = (np.random.default_rng(99).random((10, 64)) > 0.5).astype(np.float32)
-    images = prototypes[labels] + noise * rng.standard_normal((len(labels), 64))
-    return np.clip(images, 0, 1).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def patterns():
-    rng = np.random.default_rng(5)
-    y_train, y_test = rng.integers(0, 10, 800), np.repeat(np.arange(10), 30)
-    return ImageDataset("patterns", pattern_images(rng, y_train), y_train,
-                        pattern_images(rng, y_test), y_test, (8, 8), 10)
-
-
-@pytest.fixture(scope="module")
-def trained(patterns):
-    classifier = FeatureClassifier(64, hidden=64, feature_dim=16, seed=0)
-    classifier.fit(patterns.x_train, patterns.y_train, epochs=5, lr=3e-3)
-    return classifier
-
-
-def test_classifier_learns_the_patterns_and_exposes_penultimate_features(patterns, trained):
-    assert trained.accuracy(patterns.x_test, patterns.y_test) > 0.95
-    features = trained.features(patterns.x_test)
-    assert features.shape == (300, 16) and (features >= 0).all()  # after a ReLU
-    logits = trained.logits(patterns.x_test)
-    assert logits.shape == (300, 10)
-    np.testing.assert_allclose(features @ trained.model.layers[-1].W + trained.model.layers[-1].b,
-                               logits, rtol=1e-5, atol=1e-5)
-    predictions = trained.predict(patterns.x_test)
-    assert predictions.shape == (300,) and np.issubdtype(predictions.dtype, np.integer)
-
-
-def test_classifier_batches_do_not_change_the_result(patterns, trained, monkeypatch):
-    whole = trained.logits(patterns.x_test)
-    monkeypatch.setattr(trained, "batch_size", 7)
-    np.testing.assert_allclose(trained.logits(patterns.x_test), whole, rtol=1e-5, atol=1e-5)  # float32 BLAS
-
-
-def test_classifier_reaches_90_percent_on_sklearn_digits():
-    pytest.importorskip("sklearn")
-    from minigan.data import digits
-    data = digits()
-    classifier = FeatureClassifier(64, seed=0)
-    losses = classifier.fit(data.x_train, data.y_train, epochs=5)
-    assert len(losses) == 5 and losses[-1] < losses[0]
-    assert classifier.accuracy(data.x_test, data.y_test) > 0.9
-
-
-def test_training_is_deterministic_for_a_seed_and_reports_progress(patterns):
-    runs, seen = [], []
-    for seed, progress in ((3, lambda epoch, loss: seen.append((epoch, loss))), (3, None), (4, None)):
-        classifier = FeatureClassifier(64, hidden=32, feature_dim=8, seed=seed)
-        runs.append((classifier.fit(patterns.x_train, patterns.y_train, epochs=2, progress=progress),
-                     classifier.model.params.copy()))
-    assert runs[0][0] == runs[1][0]
-    np.testing.assert_array_equal(runs[0][1], runs[1][1])
-    assert not np.array_equal(runs[0][1], runs[2][1])
-    assert seen == [(0, runs[0][0][0]), (1, runs[0][0][1])]
-
-
-def test_fit_reports_the_mean_loss_over_every_sample(patterns):
-    classifier = FeatureClassifier(64, hidden=16, feature_dim=8, seed=1)
-    x, y = patterns.x_train[:50], patterns.y_train[:50]
-    logits = classifier.logits(x).astype(np.float64)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    expected = -log_probs[np.arange(50), y].mean()
-    (loss,) = classifier.fit(x, y, epochs=1, batch_size=16, lr=1e-12)  # batches of 16, 16, 16, 2
-    assert loss == pytest.approx(expected, rel=1e-5)
-
-
-def test_fit_rejects_bad_inputs(patterns):
-    classifier = FeatureClassifier(64, hidden=8, feature_dim=4)
-    with pytest.raises(ValueError, match=r"shape \(N, 64\)"):
-        classifier.fit(np.zeros((5, 63)), np.zeros(5, dtype=int))
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\)"):
-        classifier.fit(patterns.x_train[:5], np.array([0, 1, 2, 3, 10]))
-    with pytest.raises(ValueError, match="integer labels"):
-        classifier.fit(patterns.x_train[:5], np.zeros(4, dtype=int))
-
-
-def test_save_and_load_round_trip_gives_identical_logits(tmp_path, patterns, trained):
-    path = tmp_path / "classifier.npz"
-    trained.save(path)
-    assert [p.name for p in tmp_path.iterdir()] == ["classifier.npz"]  # no temporary left over
-    loaded = FeatureClassifier.load(path)
-    assert loaded.config() == trained.config()
-    np.testing.assert_array_equal(loaded.logits(patterns.x_test), trained.logits(patterns.x_test))
-    for name, value in trained.state_dict().items():
-        np.testing.assert_array_equal(loaded.state_dict()[name], value)
-
-
-def test_load_reports_missing_corrupt_and_foreign_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="absent.npz"):
-        FeatureClassifier.load(tmp_path / "absent.npz")
-    garbage = tmp_path / "garbage.npz"
-    garbage.write_bytes(b"\x00not a zip archive" * 10)
-    with pytest.raises(ValueError, match="garbage.npz"):
-        FeatureClassifier.load(garbage)
-    foreign = tmp_path / "foreign.npz"
-    np.savez(foreign, weights=np.zeros(3))
-    with pytest.raises(ValueError, match="foreign.npz.*not a valid saved FeatureClassifier"):
-        FeatureClassifier.load(foreign)
-
-
 # ---------------------------------------------------------------- image_stats
 
 
@@ -317,7 +207,7 @@ def test_one_constant_image_covers_one_class_and_scores_far_worse(patterns, trai
     assert stats["frechet_distance"] > 10 * stats["frechet_floor"]
 
 
-def test_class_coverage_threshold_and_entropy(patterns, trained):
+def test_class_coverage_threshold_and_entropy(patterns, trained, pattern_images):
     rng = np.random.default_rng(8)
     labels = np.array([0] * 190 + [1] * 9 + [2] * 1)  # threshold: 0.1 * 200 / 10 = 2 samples
     stats = image_stats(pattern_images(rng, labels, noise=0.0), patterns, trained)

@@ -79,7 +79,8 @@ def test_save_line_plot_log_log(tmp_path):
     sizes = [32, 64, 128, 256, 512]
     series = {"numpy": (sizes, [900, 700, 400, 200, 100]), "cupy": (sizes, [400, 400, 390, 380, 350])}
     out = plots.save_line_plot(tmp_path / "scaling.png", series, "batch size", "steps / s",
-                               title="scaling", logx=True, logy=True)
+                               title="scaling", logx=True, logy=True,
+                               styles={"cupy": {"color": "C0", "linestyle": "--"}})
     read_png(out, min_size=(400, 600))
     read_png(plots.save_line_plot(tmp_path / "linear.png", {"a": ([0, 1, 2], [-1, 0, 3])}, "x", "y"))
 

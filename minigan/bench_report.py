@@ -1,0 +1,83 @@
+"""The step benchmark's outputs: the markdown table, the scaling plot, and `minigan bench`.
+
+The measurements themselves live in `minigan.bench`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .bench import BenchResult, run_grid
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """A markdown table; with a PyTorch CPU row in a cell, minigan's CPU row gets the ratio."""
+    torch_cpu = {(r.batch, r.hidden): r for r in results if r.implementation == "torch" and r.device == "cpu"}
+    lines = ["| impl | device | batch | hidden | ms/step | steps/s | samples/s | peak MB | roofline ms | roofline share | vs torch CPU |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(results, key=lambda r: (r.batch, r.hidden, r.implementation, r.device)):
+        reference = torch_cpu.get((r.batch, r.hidden))
+        ratio = f"{reference.ms_per_step / r.ms_per_step:.2f}x" if reference and r.device == "cpu" else ""
+        peak = f"{r.peak_mb:.1f}" if r.peak_mb is not None else "n/a"
+        lines.append(f"| {r.implementation} | {r.device} | {r.batch} | {r.hidden} | {r.ms_per_step:.3f} | "
+                     f"{r.steps_per_s:.1f} | {r.samples_per_s:.0f} | {peak} | {r.roofline_ms:.3f} | "
+                     f"{100 * r.roofline_share:.0f}% | {ratio} |")
+    return "\n".join(lines)
+
+
+def add_bench_parser(subparsers: Any) -> None:
+    """Adds `minigan bench` to the command line."""
+    parser = subparsers.add_parser("bench", help="time the training step per backend (and PyTorch)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024, 4096])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--backends", nargs="+", default=["numpy", "cupy"], choices=["numpy", "cupy"])
+    parser.add_argument("--torch", action="store_true", help="add the PyTorch reference (CPU, and CUDA "
+                        "when present); needs torch installed")
+    parser.add_argument("--repeats", type=int, default=20, help="timed steps per cell and round")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the grid, implementations "
+                        "alternating; the median over rounds is reported")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (kernel compilation)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw steps/s against batch size")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_bench(args: Any) -> int:
+    """`minigan bench`: runs the grid, prints the table and the notes, writes JSON / PNG."""
+    for name in ("batch_sizes", "hidden"):
+        if any(value < 1 for value in getattr(args, name)):
+            raise ValueError(f"--{name.replace('_', '-')} values must be positive")
+    if args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
+        raise ValueError("--repeats and --rounds must be >= 1 and --warmup >= 0")
+    results, notes = run_grid(args.batch_sizes, args.hidden, args.backends, args.torch,
+                              args.repeats, args.warmup, args.rounds, progress=not args.no_progress)
+    print(format_table(results))
+    for note in notes:
+        print(f"note: {note}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": [r.as_dict() for r in results],
+                                               "notes": notes}, indent=2) + "\n")
+    if args.plot:
+        save_scaling_plot(args.plot, results)
+    return 0
+
+
+def save_scaling_plot(path: str, results: list[BenchResult]) -> Path:
+    """Steps/s against batch size, one line per (implementation, device, hidden width): one
+    colour per hidden width, solid for minigan, dashed for PyTorch; square markers on CUDA."""
+    from .plots import save_line_plot
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    styles: dict[str, dict[str, str]] = {}
+    widths = sorted({r.hidden for r in results})
+    for r in sorted(results, key=lambda r: r.batch):
+        name = f"{r.implementation} {r.device}, hidden {r.hidden}"
+        xs, ys = series.setdefault(name, ([], []))
+        xs.append(r.batch)
+        ys.append(r.steps_per_s)
+        styles[name] = {"color": f"C{widths.index(r.hidden) % 10}",
+                        "linestyle": "--" if r.implementation == "torch" else "-",
+                        "marker": "o" if r.device == "cpu" else "s"}
+    return save_line_plot(path, series, xlabel="batch size", ylabel="training steps / s",
+                          title="GAN training step throughput (float32)", logx=True, logy=True,
+                          styles=styles)
