@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from minigan.objectives import OBJECTIVES
+from minigan.progress import progress_bar
 from minigan.train import TrainConfig, train
 
 PUBLISHED = {  # (modes covered, high-quality %), as printed in the papers
@@ -53,7 +54,7 @@ def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: int,
           "|---|---:|---:|---:|---:|", sep="\n", flush=True)
     for label, config in configs:
         results = []
-        for seed in _progress(range(seeds), f"{data} {label}"):
+        for seed in progress_bar(range(seeds), desc=f"{data} {label}", leave=False):
             metrics, seconds = run(TrainConfig(**{**vars(config), "seed": seed}))
             results.append((metrics, seconds))
             raw.append({"data": data, "configuration": label, "seed": seed, "seconds": seconds, **metrics})
@@ -76,14 +77,6 @@ def image_table(data: str, config: TrainConfig, raw: list) -> str:
         "|---:|---:|---:|---:|---:|---:|",
         f"| {metrics['frechet_distance']:.2f} | {metrics['frechet_floor']:.2f} | {metrics['classes_covered']} / 10 "
         f"| {metrics['class_entropy']:.2f} | {100 * metrics['classifier_accuracy']:.1f}% | {seconds:.0f} |"])
-
-
-def _progress(items: range, label: str):
-    try:
-        from tqdm.auto import tqdm
-        return tqdm(items, desc=label, leave=False)
-    except ImportError:
-        return items
 
 
 def main() -> None:

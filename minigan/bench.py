@@ -24,6 +24,7 @@ import numpy as np
 
 from .backend import Backend, BackendUnavailableError, get_backend
 from .presets import PRESETS, build_gan
+from .progress import progress_bar
 
 LATENT, FEATURES = 100, 784
 
@@ -197,7 +198,7 @@ def run_grid(batches: list[int], hiddens: list[int], backends: list[str], torch:
     minigan_cells: dict[tuple, MiniganCell] = {}  # built on first use, kept for later rounds
     rows: dict[tuple, list[tuple[float, float]]] = {key: [] for key in keys}
     last_torch_reply: dict[tuple, dict[str, Any]] = {}
-    for _ in _progress(range(rounds), progress):
+    for _ in progress_bar(range(rounds), enabled=progress, unit="round", leave=False):
         for key in keys:
             implementation, where, batch, hidden = key
             if implementation == "minigan":
@@ -260,11 +261,3 @@ class TorchWorker:
         self.process.wait(timeout=60)
 
 
-def _progress(jobs: Any, enabled: bool) -> Any:
-    if enabled:
-        try:
-            from tqdm.auto import tqdm
-            return tqdm(jobs, unit="round", leave=False)
-        except ImportError:
-            pass
-    return jobs

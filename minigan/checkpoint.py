@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .backend import Backend, get_backend
+from .files import atomic_write
 from .gan import GAN
 from .model import Sequential
 from .optim import optimizer_from_config
@@ -31,19 +31,7 @@ class CheckpointError(ValueError):
 
 def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     """Writes `arrays` to `path` as .npz via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return path
+    return atomic_write(path, lambda file: np.savez(file, **arrays))
 
 
 def read_npz(path: str | os.PathLike, what: str = "checkpoint") -> dict[str, np.ndarray]:

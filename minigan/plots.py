@@ -12,11 +12,12 @@ import contextlib
 import math
 import os
 import pathlib
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from .files import atomic_write
 
 PathLike = str | os.PathLike[str]
 
@@ -44,21 +45,14 @@ def _figure(path: PathLike, figsize: tuple[float, float], nrows: int = 1, ncols:
             **subplots_kwargs: Any) -> Iterator[tuple[Any, np.ndarray]]:
     """Yield a new figure and its (nrows, ncols) axes; on exit save it to path as PNG and close it.
 
-    The PNG is first written to a hidden temporary file next to ``path`` and then moved
-    over it with ``os.replace``, so readers never see a half-written file.
+    The PNG is written atomically (`minigan.files.atomic_write`): readers never see a
+    half-written file.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False, **subplots_kwargs)
     try:
         yield fig, axes
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp.png")
-        try:
-            fig.savefig(temporary, format="png", dpi=_DPI)
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        atomic_write(path, lambda file: fig.savefig(file, format="png", dpi=_DPI))
     finally:
         plt.close(fig)
 

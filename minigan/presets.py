@@ -60,12 +60,13 @@ PRESETS: dict[str, Preset] = {
                      lr=2e-3, betas=(0.0, 0.99), lr_decay="linear", batch_size=256, steps=10000),
     # The best configurations measured on the 2-D benchmarks (`--preset best`; numbers in the
     # README). ring8: a 1-D latent (a ring is one-dimensional: fewer mode boundaries, fewer
-    # samples on bridges), batch 1024, packing 2. grid25: packing 2 with a 3x256 generator
-    # covers every mode but leaves more samples between them than the unpacked preset.
+    # samples on bridges), batch 1024, packing 2. grid25: packing 2 covers every mode; a
+    # 4x256 generator trained for 30k steps makes the jumps between modes steep enough that
+    # few samples land between them (15k steps with 3x256 left 14% there).
     "ring8-best": Preset(latent_dim=1, generator_hidden=(128, 128, 128), discriminator_hidden=(128, 128, 128),
                          lr=2e-3, lr_decay="linear", batch_size=1024, steps=10000, pack=2),
-    "grid25-best": Preset(latent_dim=2, generator_hidden=(256, 256, 256), discriminator_hidden=(128, 128, 128),
-                          lr=2e-3, betas=(0.0, 0.99), lr_decay="linear", batch_size=256, steps=15000, pack=2),
+    "grid25-best": Preset(latent_dim=2, generator_hidden=(256, 256, 256, 256), discriminator_hidden=(128, 128, 128),
+                          lr=2e-3, betas=(0.0, 0.99), lr_decay="linear", batch_size=256, steps=30000, pack=2),
     # Images: sigmoid outputs for pixels in [0, 1]; the digits preset takes two D steps per G step.
     # idx: a deeper leaky-ReLU generator (256-512-1024) is what brings shoes and bags (all ten
     # classes; the 256-512 ReLU generator covered seven), with the learning rate decayed to 0.

@@ -9,6 +9,7 @@ never stopped.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import asdict, dataclass, replace
@@ -20,9 +21,11 @@ import numpy as np
 from .backend import get_backend
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import MIXTURES, BatchIterator, load_dataset
+from .files import atomic_write
 from .gan import GAN
 from .objectives import OBJECTIVES
 from .presets import PRESETS, Preset, build_gan
+from .progress import progress_bar
 
 DATA_NAMES = (*MIXTURES, "digits", "idx")
 HISTORY_COLUMNS = ("step", "d_loss", "g_loss", "d_real", "d_fake")
@@ -144,22 +147,11 @@ def _read_history(path: Path, up_to_step: int) -> list[dict[str, float]]:
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        writer.writerows({key: row[key] for key in HISTORY_COLUMNS} for row in history)
-    temporary.replace(path)
-
-
-def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=True)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS)
+    writer.writeheader()
+    writer.writerows({key: row[key] for key in HISTORY_COLUMNS} for row in history)
+    atomic_write(path, lambda file: file.write(text.getvalue().encode()))
 
 
 def write_pictures(gan: GAN, data: RealData, out: Path, history: list[dict[str, float]], seed: int) -> None:
@@ -212,7 +204,8 @@ def train(config: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     history = _read_history(out / "history.csv", gan.steps)
     extra = {"config": asdict(config), "base_lr": base_lr}
 
-    bar = _progress_bar(config.progress, preset.steps, gan.steps)
+    bar = progress_bar(enabled=config.progress, total=preset.steps, initial=gan.steps, unit="step",
+                       dynamic_ncols=True, leave=True)
     while gan.steps < preset.steps:
         if preset.lr_decay == "linear":  # from the base learning rate to 0 over the run
             remaining = 1 - gan.steps / preset.steps

@@ -153,9 +153,8 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "line.png"]
     before = out.read_bytes()
 
-    def fail_half_way(self, fname, **kwargs):
-        with open(fname, "wb") as file:
-            file.write(PNG_SIGNATURE)
+    def fail_half_way(self, file, **kwargs):
+        file.write(PNG_SIGNATURE)
         raise OSError("disk full")
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", fail_half_way)

@@ -1,0 +1,25 @@
+"""minigan.files.atomic_write: the target appears whole or not at all."""
+import pytest
+
+from minigan.files import atomic_write
+
+
+def test_writes_the_bytes_and_creates_the_directory(tmp_path):
+    target = tmp_path / "new" / "dir" / "out.bin"
+    assert atomic_write(target, lambda file: file.write(b"hello")) == target
+    assert target.read_bytes() == b"hello"
+    assert [p.name for p in target.parent.iterdir()] == ["out.bin"]  # no temporary left
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+
+    def half_then_fail(file):
+        file.write(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, half_then_fail)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
