@@ -1,7 +1,7 @@
 """Checkpoints: one `.npz` file holding a whole GAN, written atomically, loaded without pickle.
 
 Contents: both models' parameters ("generator/0.W", ...), both optimizers' state
-("g_opt/m", ...), and "config", a JSON string with the architectures, the loss, the
+("g_opt/m_scaled", ...), and "config", a JSON string with the architectures, the loss, the
 optimizer hyper-parameters, the backend, the step count, the random generator's state
 and any caller data (`extra`, e.g. a training run's configuration and data position).
 The file is written to a temporary name in the same directory and renamed over the

@@ -16,9 +16,9 @@ _KERNELS = {
     # torch.optim.SGD: buf = momentum buf + g; p -= lr buf
     "sgd": ("T grad, T lr, T momentum", "T param, T buf",
             "buf = momentum * buf + grad; param -= lr * buf"),
-    # torch.optim.Adam, with sqrt(v)/s + eps folded into (sqrt(v) + eps s)/s, as in optim.Adam
+    # torch.optim.Adam on the rescaled moments m / (1 - b1), v / (1 - b2) of optim.Adam
     "adam": ("T grad, T beta1, T beta2, T eps_scaled, T step_size", "T param, T m, T v",
-             "m = beta1 * (m - grad) + grad; v = beta2 * v + (1 - beta2) * (grad * grad);"
+             "m = beta1 * m + grad; v = beta2 * v + grad * grad;"
              " param -= step_size * (m / (sqrt(v) + eps_scaled))"),
     # torch.optim.RMSprop: v = alpha v + (1 - alpha) g^2; p -= lr g / (sqrt(v) + eps)
     "rmsprop": ("T grad, T lr, T alpha, T eps", "T param, T square_avg",

@@ -132,9 +132,16 @@ class Adam(Optimizer):
 
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
     p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 - b_i^t.
+
+    The state buffers hold the moments divided by (1 - b_i): m_scaled = m / (1 - b1) and
+    v_scaled = v / (1 - b2), which follow m_scaled = b1 m_scaled + g and
+    v_scaled = b2 v_scaled + g^2, two passes fewer than the literal form. With
+    k = sqrt(bc2 / (1 - b2)) the update is the same number:
+    p -= (lr (1 - b1) k / bc1) * m_scaled / (sqrt(v_scaled) + eps k).
+    `moments()` gives torch's m and v; `load_state_dict` also accepts them ("m", "v").
     """
 
-    state_names = ("m", "v")
+    state_names = ("m_scaled", "v_scaled")
     kernel_name = "adam"
 
     def __init__(self, model: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -147,30 +154,38 @@ class Adam(Optimizer):
     def hyper_parameters(self) -> dict[str, Any]:
         return {"betas": [self.beta1, self.beta2], "eps": self.eps}
 
+    def moments(self) -> tuple[Any, Any]:
+        """torch's first and second moments (exp_avg, exp_avg_sq), as new arrays."""
+        return self.m_scaled * (1 - self.beta1), self.v_scaled * (1 - self.beta2)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a `state_dict`, or torch-convention moments given as "m" and "v"."""
+        if "m_scaled" not in state and "m" in state and "v" in state:
+            state = {**state, "m_scaled": np.asarray(state["m"], dtype=np.float64) / (1 - self.beta1),
+                     "v_scaled": np.asarray(state["v"], dtype=np.float64) / (1 - self.beta2)}
+        super().load_state_dict(state)
+
     def _scaled_constants(self) -> tuple[float, float]:
-        """eps s and lr s / bc1 with s = sqrt(bc2): sqrt(v) / s + eps = (sqrt(v) + eps s) / s,
-        so p -= (lr s / bc1) * m / (sqrt(v) + eps s), one pass fewer than the literal form."""
-        sqrt_bc2 = math.sqrt(1 - self.beta2 ** self.steps)
-        return self.eps * sqrt_bc2, self.lr * sqrt_bc2 / (1 - self.beta1 ** self.steps)
+        """eps k and lr (1 - b1) k / bc1 with k = sqrt(bc2 / (1 - b2)) (see the class docstring)."""
+        k = math.sqrt((1 - self.beta2 ** self.steps) / (1 - self.beta2))
+        return self.eps * k, self.lr * (1 - self.beta1) * k / (1 - self.beta1 ** self.steps)
 
     def _fused_arguments(self) -> tuple[Any, ...]:
         eps_scaled, step_size = self._scaled_constants()
         return (self.grads, self._scalar(self.beta1), self._scalar(self.beta2), self._scalar(eps_scaled),
-                self._scalar(step_size), self.params, self.m, self.v)
+                self._scalar(step_size), self.params, self.m_scaled, self.v_scaled)
 
     def _update(self) -> None:
         xp, g, work = self.model.backend.xp, self.grads, self.work
-        self.m -= g                         # m + (1 - b1)(g - m) = b1 m + (1 - b1) g
-        self.m *= self.beta1
-        self.m += g
-        self.v *= self.beta2                # v = b2 v + (1 - b2) g^2
-        xp.multiply(g, g, out=work)
-        work *= 1 - self.beta2
-        self.v += work
+        self.m_scaled *= self.beta1         # m_scaled = b1 m_scaled + g
+        self.m_scaled += g
+        xp.multiply(g, g, out=work)         # v_scaled = b2 v_scaled + g^2
+        self.v_scaled *= self.beta2
+        self.v_scaled += work
         eps_scaled, step_size = self._scaled_constants()
-        xp.sqrt(self.v, out=work)
+        xp.sqrt(self.v_scaled, out=work)
         work += eps_scaled
-        xp.divide(self.m, work, out=work)
+        xp.divide(self.m_scaled, work, out=work)
         work *= step_size
         self.params -= work
 

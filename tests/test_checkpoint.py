@@ -40,7 +40,8 @@ def test_round_trip_restores_everything(tmp_path):
     assert type(loaded.d_opt) is mg.RMSProp and loaded.g_opt.beta2 == 0.9
     for a, b in ((gan.generator, loaded.generator), (gan.discriminator, loaded.discriminator)):
         assert np.array_equal(a.params, b.params) and a.params.dtype == b.params.dtype
-    assert np.array_equal(gan.g_opt.m, loaded.g_opt.m) and gan.g_opt.steps == loaded.g_opt.steps
+    assert np.array_equal(gan.g_opt.m_scaled, loaded.g_opt.m_scaled) and gan.g_opt.steps == loaded.g_opt.steps
+    assert np.array_equal(gan.g_opt.v_scaled, loaded.g_opt.v_scaled)
     # The random stream continues where it stopped: the next steps are identical.
     run(gan, 2, offset=3)
     run(loaded, 2, offset=3)

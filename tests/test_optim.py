@@ -145,10 +145,34 @@ def test_bad_hyper_parameters(make, words):
 def test_load_state_dict_errors():
     model = mg.Sequential([mg.Dense(2, 2)], backend=mg.get_backend("numpy"))
     adam = mg.Adam(model)
-    with pytest.raises(ValueError, match="missing 'v'"):
-        adam.load_state_dict({"m": np.zeros(6), "steps": 1})
+    with pytest.raises(ValueError, match="missing 'v_scaled'"):
+        adam.load_state_dict({"m_scaled": np.zeros(6), "steps": 1})
     with pytest.raises(ValueError, match="has shape"):
         adam.load_state_dict({"m": np.zeros(5), "v": np.zeros(6), "steps": 1})
+
+
+def test_adam_accepts_torch_convention_moments():
+    """State saved as torch's m and v (e.g. by earlier minigan checkpoints) resumes the same run."""
+    backend = mg.get_backend("numpy", "float64")
+    straight, grads = model_and_gradients(backend)
+    adam = mg.Adam(straight, lr=2e-2, betas=(0.8, 0.99))
+    for g in grads:
+        straight.grads[...] = g
+        adam.step()
+    first, _ = model_and_gradients(backend)
+    first_adam = mg.Adam(first, lr=2e-2, betas=(0.8, 0.99))
+    for g in grads[:3]:
+        first.grads[...] = g
+        first_adam.step()
+    m, v = first_adam.moments()
+    resumed, _ = model_and_gradients(mg.get_backend("numpy", "float64", seed=5))
+    resumed.load_state_dict(first.state_dict())
+    resumed_adam = mg.Adam(resumed, lr=2e-2, betas=(0.8, 0.99))
+    resumed_adam.load_state_dict({"m": m, "v": v, "steps": np.array(3)})
+    for g in grads[3:]:
+        resumed.grads[...] = g
+        resumed_adam.step()
+    np.testing.assert_allclose(resumed.params, straight.params, rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("name", ["sgd_momentum", "adam", "rmsprop"])
@@ -167,6 +191,10 @@ def test_matches_torch(name):
         tp.grad = torch.tensor(g)
         torch_optimizer.step()
     np.testing.assert_allclose(model.params, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+    if name == "adam":  # the rescaled buffers give back torch's moments
+        state = torch_optimizer.state[tp]
+        for ours, theirs in zip(optimizer.moments(), (state["exp_avg"], state["exp_avg_sq"])):
+            np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-13, atol=1e-300)
 
 
 def test_every_optimizer_has_a_fused_kernel():
