@@ -10,6 +10,7 @@ classifier features of samples and of real test images, beside the real-data flo
     python benchmarks/quality.py                                  # ring8 and grid25 presets, 5 seeds
     python benchmarks/quality.py --data ring8 --preset best       # the best configuration
     python benchmarks/quality.py --data ring8 --losses all --pack 1 2 --steps 2000 --seeds 2
+    python benchmarks/quality.py --data grid25 --losses all --pack 1 2 --seeds 3 --first-seed 2
     python benchmarks/quality.py --data digits idx                # image presets, seed 0
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from minigan.objectives import OBJECTIVES
 from minigan.progress import progress_bar
@@ -47,14 +49,16 @@ def run(config: TrainConfig) -> tuple[dict, float]:
         return metrics, time.perf_counter() - start
 
 
-def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: int, raw: list) -> None:
-    """Trains every configuration for every seed, printing the table a row at a time."""
-    print(f"### {data}: {seeds} seed(s), 2,500 samples each", "",
+def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: range, raw: list,
+                  save: Callable[[], None]) -> None:
+    """Trains every configuration for every seed, printing the table (and calling `save`)
+    a row at a time."""
+    print(f"### {data}: seed(s) {seeds.start}-{seeds.stop - 1}, 2,500 samples each", "",
           "| configuration | modes covered | high quality % | reverse KL | s / run |",
           "|---|---:|---:|---:|---:|", sep="\n", flush=True)
     for label, config in configs:
         results = []
-        for seed in progress_bar(range(seeds), desc=f"{data} {label}", leave=False):
+        for seed in progress_bar(seeds, desc=f"{data} {label}", leave=False):
             metrics, seconds = run(TrainConfig(**{**vars(config), "seed": seed}))
             results.append((metrics, seconds))
             raw.append({"data": data, "configuration": label, "seed": seed, "seconds": seconds, **metrics})
@@ -62,6 +66,7 @@ def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: int,
               f"{mean_std([100 * m['high_quality'] for m, _ in results])} | "
               f"{mean_std([m['reverse_kl'] for m, _ in results])} | "
               f"{statistics.mean(s for _, s in results):.0f} |", flush=True)
+        save()
     for label, modes, quality in PUBLISHED[data]:
         print(f"| {label} (published) | {modes} | {quality} | | |")
     print(flush=True)
@@ -87,12 +92,19 @@ def main() -> None:
     parser.add_argument("--losses", nargs="+", help="losses to compare ('all' for every one); "
                         "default: the preset's")
     parser.add_argument("--pack", type=int, nargs="+", default=[None], help="packing degrees to compare")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="runs per configuration")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...; "
+                        "to extend an earlier run's seeds")
     parser.add_argument("--steps", type=int, help="override the preset's steps")
     parser.add_argument("--json", help="write every run's metrics to this file")
     args = parser.parse_args()
     losses = sorted(OBJECTIVES) if args.losses == ["all"] else (args.losses or [None])
     raw: list[dict] = []
+
+    def save() -> None:  # after every row, so an interrupted run keeps what it measured
+        if args.json:
+            Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
+
     for data in args.data:
         base = TrainConfig(data=data, preset=args.preset, steps=args.steps)
         if data in ("digits", "idx"):
@@ -104,9 +116,8 @@ def main() -> None:
                 label = (f"{args.preset or data} preset" + (f", loss {loss}" if loss else "")
                          + (f", pack {pack}" if pack else ""))
                 configs.append((label, TrainConfig(**{**vars(base), "loss": loss, "pack": pack})))
-        mixture_table(data, configs, args.seeds, raw)
-    if args.json:
-        Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
+        mixture_table(data, configs, range(args.first_seed, args.first_seed + args.seeds), raw, save)
+    save()
 
 
 if __name__ == "__main__":

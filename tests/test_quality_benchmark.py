@@ -19,3 +19,12 @@ def test_quality_script_prints_its_table_beside_the_published_rows(tmp_path):
     runs = json.loads((tmp_path / "q.json").read_text())
     assert len(runs) == 4 and {run["seed"] for run in runs} == {0, 1}
     assert all(0 <= run["modes_covered"] <= 8 for run in runs)
+
+
+def test_first_seed_extends_an_earlier_run(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--data", "ring8", "--steps", "5", "--seeds", "2",
+                             "--first-seed", "3", "--json", str(tmp_path / "q.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "### ring8: seed(s) 3-4, 2,500 samples each" in result.stdout
+    assert {run["seed"] for run in json.loads((tmp_path / "q.json").read_text())} == {3, 4}
