@@ -16,13 +16,12 @@ classifier features of samples and of real test images, beside the real-data flo
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from typing import Callable
 
+from minigan.files import atomic_write_json
 from minigan.objectives import OBJECTIVES
 from minigan.progress import progress_bar
 from minigan.train import TrainConfig, train
@@ -103,7 +102,7 @@ def main() -> None:
 
     def save() -> None:  # after every row, so an interrupted run keeps what it measured
         if args.json:
-            Path(args.json).write_text(json.dumps(raw, indent=2) + "\n")
+            atomic_write_json(args.json, raw)
 
     for data in args.data:
         base = TrainConfig(data=data, preset=args.preset, steps=args.steps)

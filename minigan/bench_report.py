@@ -4,11 +4,11 @@ The measurements themselves live in `minigan.bench`.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from .bench import BenchResult, run_grid
+from .files import atomic_write_json
 
 
 def format_table(results: list[BenchResult]) -> str:
@@ -56,8 +56,7 @@ def run_bench(args: Any) -> int:
     for note in notes:
         print(f"note: {note}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": [r.as_dict() for r in results],
-                                               "notes": notes}, indent=2) + "\n")
+        atomic_write_json(args.json, {"results": [r.as_dict() for r in results], "notes": notes})
     if args.plot:
         save_scaling_plot(args.plot, results)
     return 0

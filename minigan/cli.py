@@ -16,6 +16,7 @@ import numpy as np
 from .backend import BackendUnavailableError, get_backend
 from .bench_report import add_bench_parser, run_bench
 from .checkpoint import load_checkpoint
+from .files import atomic_write
 from .objectives import OBJECTIVES
 from .presets import PRESETS
 from .train import DATA_NAMES, RealData, TrainConfig, TrainingDiverged, evaluate, train
@@ -116,9 +117,8 @@ def run_sample(args: argparse.Namespace) -> int:
     gan, extra = _load(args)
     noise = np.random.default_rng(args.seed).standard_normal((args.n, gan.latent_dim))
     samples = gan.backend.to_numpy(gan.sample(args.n, noise))
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
-        np.save(out, samples)
+        atomic_write(out, lambda file: np.save(file, samples))
     else:
         _save_sample_picture(out, samples, extra)
     print(f"wrote {args.n} samples to {out}")

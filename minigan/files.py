@@ -1,14 +1,16 @@
-"""Atomic file writes: every file minigan writes (checkpoints, pictures, histories) goes
+"""Atomic file writes: every file minigan writes (checkpoints, pictures, histories, JSON
+results, sample arrays) goes
 to a hidden temporary file beside its target, is flushed to disk, and is then renamed
 over the target, so a reader never sees a half-written file and a crash mid-write leaves
 the previous version intact.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
@@ -30,3 +32,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_json(path: str | os.PathLike, value: Any) -> Path:
+    """Writes `value` as indented JSON (with a final newline) through `atomic_write`."""
+    text = json.dumps(value, indent=2) + "\n"
+    return atomic_write(path, lambda file: file.write(text.encode()))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from .backend import get_backend
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import MIXTURES, BatchIterator, load_dataset
-from .files import atomic_write
+from .files import atomic_write, atomic_write_json
 from .gan import GAN
 from .objectives import OBJECTIVES
 from .presets import PRESETS, Preset, build_gan
@@ -230,6 +229,6 @@ def train(config: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     save_checkpoint(out / "checkpoint.npz", gan, extra)
     _write_history(out / "history.csv", history)
     metrics = {"data": config.data, "steps": gan.steps, **evaluate(gan, data, config.eval_samples, config.seed)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_json(out / "metrics.json", metrics)
     write_pictures(gan, data, out, history, config.seed)
     return metrics
