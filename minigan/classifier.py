@@ -14,7 +14,7 @@ from .backend import get_backend
 from .checkpoint import atomic_savez, read_npz
 from .layers import Dense, ReLU
 from .losses import SoftmaxCrossEntropy
-from .metrics import _finite_matrix
+from .metrics import finite_matrix
 from .model import Sequential
 from .optim import Adam
 
@@ -44,7 +44,7 @@ class FeatureClassifier:
                 "hidden": self.hidden, "feature_dim": self.feature_dim, "seed": self.seed}
 
     def _inputs(self, x: Any) -> np.ndarray:
-        return _finite_matrix("x", x, columns=self.in_features, dtype=self.backend.dtype)
+        return finite_matrix("x", x, columns=self.in_features, dtype=self.backend.dtype)
 
     def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 5, batch_size: int = 128,
             lr: float = 1e-3, progress: Callable[[int, float], None] | None = None) -> list[float]:

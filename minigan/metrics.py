@@ -28,7 +28,7 @@ HIGH_QUALITY_STDS = 3.0      # a sample within 3 std of its nearest mode is high
 COVERED_SHARE = 0.1          # a class is covered with >= 10% of a uniform generator's share
 
 
-def _finite_matrix(name: str, array: Any, columns: int | None = None, min_rows: int = 1,
+def finite_matrix(name: str, array: Any, columns: int | None = None, min_rows: int = 1,
                    dtype: Any = np.float64) -> np.ndarray:
     """`array` as a (N, D) matrix of `dtype`; ValueError when the shape or values are wrong."""
     array = np.asarray(array, dtype=dtype)
@@ -85,7 +85,7 @@ def mode_stats(samples: np.ndarray, mixture: Mixture2D) -> dict[str, Any]:
             (0 when balanced, log K when all samples share one mode);
         num_modes, num_samples, and mode_counts: high-quality samples per mode.
     """
-    samples = _finite_matrix("samples", samples, columns=2)
+    samples = finite_matrix("samples", samples, columns=2)
     num_modes, num_samples = len(mixture.modes), len(samples)
     index, distance = nearest_modes(samples, mixture.modes)
     high_quality = distance <= HIGH_QUALITY_STDS * mixture.std  # (N,)
@@ -107,7 +107,7 @@ def mode_stats(samples: np.ndarray, mixture: Mixture2D) -> dict[str, Any]:
 
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (D,) and covariance (D, D) with ddof=1 of (N, D) features, N >= 2, in float64."""
-    features = _finite_matrix("features", features, min_rows=2)
+    features = finite_matrix("features", features, min_rows=2)
     mean = features.mean(axis=0)  # (D,)
     centred = features - mean  # (N, D)
     return mean, centred.T @ centred / (len(features) - 1)
@@ -168,7 +168,7 @@ def image_stats(samples: np.ndarray, dataset: ImageDataset, classifier: FeatureC
     if max_real < 2:
         raise ValueError(f"max_real must be at least 2 (a covariance needs two rows), got {max_real}")
     pixels = dataset.x_train.shape[1]
-    samples = _finite_matrix("samples", samples, columns=pixels, min_rows=2)
+    samples = finite_matrix("samples", samples, columns=pixels, min_rows=2)
     if (classifier.in_features, classifier.num_classes) != (pixels, dataset.num_classes):
         raise ValueError(f"classifier expects {classifier.in_features} pixels and "
                          f"{classifier.num_classes} classes; {dataset.name} has {pixels} "
