@@ -15,15 +15,17 @@ import numpy as np
 from minigan import plots
 from minigan.checkpoint import load_checkpoint
 from minigan.data import MIXTURES
-from minigan.train import TrainConfig, evaluation_noise, train
+from minigan.run.config import RunConfig
+from minigan.run.loop import train
+from minigan.run.realdata import evaluation_noise
 
 
 def trained_samples(data: str, preset: str | None, n: int) -> tuple[np.ndarray, dict]:
     """Trains a preset (seed 0) and returns n samples from the fixed evaluation noise, and its metrics."""
     with tempfile.TemporaryDirectory() as out:
-        metrics = train(TrainConfig(data=data, preset=preset, out=out, progress=False))
+        metrics = train(RunConfig(data=data, preset=preset, out=out, progress=False))
         gan, _ = load_checkpoint(Path(out) / "checkpoint.npz")
-        samples = gan.backend.to_numpy(gan.sample(n, evaluation_noise(gan, n, seed=0)))
+        samples = gan.backend.to_numpy(gan.sample(n, evaluation_noise(gan.latent_dim, n, seed=0)))
     return samples, metrics
 
 

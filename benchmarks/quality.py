@@ -23,8 +23,9 @@ from typing import Callable
 
 from minigan.files import atomic_write_json
 from minigan.objectives import OBJECTIVES
-from minigan.progress import progress_bar
-from minigan.train import TrainConfig, train
+from minigan.run.progress import progress_bar
+from minigan.run.config import RunConfig
+from minigan.run.loop import train
 
 PUBLISHED = {  # (modes covered, high-quality %), as printed in the papers
     "ring8": [("PacGAN Table 1: GAN", 6.3, 98.2), ("PacGAN Table 1: PacGAN2", 7.9, 95.6),
@@ -40,15 +41,15 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {spread:.2f}"
 
 
-def run(config: TrainConfig) -> tuple[dict, float]:
+def run(config: RunConfig) -> tuple[dict, float]:
     """Trains one run into a temporary directory; returns its metrics and its seconds."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        metrics = train(TrainConfig(**{**vars(config), "out": out, "progress": False}))
+        metrics = train(RunConfig(**{**vars(config), "out": out, "progress": False}))
         return metrics, time.perf_counter() - start
 
 
-def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: range, raw: list,
+def mixture_table(data: str, configs: list[tuple[str, RunConfig]], seeds: range, raw: list,
                   save: Callable[[], None]) -> None:
     """Trains every configuration for every seed, printing the table (and calling `save`)
     a row at a time."""
@@ -58,7 +59,7 @@ def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: rang
     for label, config in configs:
         results = []
         for seed in progress_bar(seeds, desc=f"{data} {label}", leave=False):
-            metrics, seconds = run(TrainConfig(**{**vars(config), "seed": seed}))
+            metrics, seconds = run(RunConfig(**{**vars(config), "seed": seed}))
             results.append((metrics, seconds))
             raw.append({"data": data, "configuration": label, "seed": seed, "seconds": seconds, **metrics})
         print(f"| minigan {label} | {mean_std([m['modes_covered'] for m, _ in results])} | "
@@ -71,7 +72,7 @@ def mixture_table(data: str, configs: list[tuple[str, TrainConfig]], seeds: rang
     print(flush=True)
 
 
-def image_table(data: str, config: TrainConfig, raw: list) -> str:
+def image_table(data: str, config: RunConfig, raw: list) -> str:
     """One seed-0 run of an image preset; returns the markdown table."""
     metrics, seconds = run(config)
     raw.append({"data": data, "seconds": seconds, **metrics})
@@ -105,7 +106,7 @@ def main() -> None:
             atomic_write_json(args.json, raw)
 
     for data in args.data:
-        base = TrainConfig(data=data, preset=args.preset, steps=args.steps)
+        base = RunConfig(data=data, preset=args.preset, steps=args.steps)
         if data in ("digits", "idx"):
             print(image_table(data, base, raw), "\n", flush=True)
             continue
@@ -114,7 +115,7 @@ def main() -> None:
             for pack in args.pack:
                 label = (f"{args.preset or data} preset" + (f", loss {loss}" if loss else "")
                          + (f", pack {pack}" if pack else ""))
-                configs.append((label, TrainConfig(**{**vars(base), "loss": loss, "pack": pack})))
+                configs.append((label, RunConfig(**{**vars(base), "loss": loss, "pack": pack})))
         mixture_table(data, configs, range(args.first_seed, args.first_seed + args.seeds), raw, save)
     save()
 

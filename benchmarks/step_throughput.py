@@ -11,7 +11,7 @@ told otherwise:
 """
 import sys
 
-from minigan.cli import main
+from minigan.run.cli import main
 
 DEFAULTS = ["--torch", "--batch-sizes", "64", "256", "1024", "--hidden", "256", "512", "1024"]
 

@@ -1,17 +1,18 @@
-"""minigan: a from-scratch GAN library with hand-written forward and backward passes."""
+"""minigan: a from-scratch generative-model library with hand-written forward and backward passes."""
 from . import gradcheck
 from .backend import Backend, BackendUnavailableError, cuda_available, get_backend
 from .gan import GAN
-from .layers import Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import Dense, Flatten, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
 from .losses import BCEWithLogits, SoftmaxCrossEntropy
 from .model import Sequential
 from .optim import SGD, Adam, Optimizer, RMSProp
 from .penalty import gradient_penalty
-
-__version__ = "0.1.0"
+from .trainable import Trainable
+from .version import __version__
 
 __all__ = [
-    "Adam", "BCEWithLogits", "GAN", "Backend", "BackendUnavailableError", "Dense", "Layer",
-    "LeakyReLU", "Optimizer", "RMSProp", "ReLU", "SGD", "Sequential", "Sigmoid",
-    "SoftmaxCrossEntropy", "Tanh", "cuda_available", "get_backend", "gradcheck", "gradient_penalty",
+    "Adam", "BCEWithLogits", "GAN", "Backend", "BackendUnavailableError", "Dense", "Flatten", "Layer",
+    "LeakyReLU", "Optimizer", "RMSProp", "ReLU", "Reshape", "SGD", "Sequential", "Sigmoid",
+    "SoftmaxCrossEntropy", "Tanh", "Trainable", "__version__", "cuda_available", "get_backend",
+    "gradcheck", "gradient_penalty",
 ]

@@ -1,6 +1,6 @@
 """`python -m minigan` runs the command line."""
 import sys
 
-from .cli import main
+from .run.cli import main
 
 sys.exit(main())

@@ -80,7 +80,12 @@ class Backend:
         self.rng.bit_generator.state = state
 
 
-def _import_cupy() -> Any:
+def import_cupy() -> Any:
+    """The imported CuPy module: the one way other modules (`kernels`) get hold of CuPy.
+
+    Raises:
+        BackendUnavailableError: CuPy is not installed (the message says how to install it).
+    """
     try:
         import cupy
     except ImportError as error:
@@ -99,7 +104,7 @@ def _cuda_device_count(cupy: Any) -> int:
 def cuda_available() -> bool:
     """True when CuPy imports and at least one CUDA device is present."""
     try:
-        cupy = _import_cupy()
+        cupy = import_cupy()
     except BackendUnavailableError:
         return False
     return _cuda_device_count(cupy) > 0
@@ -109,14 +114,14 @@ def array_module(array: Any) -> Any:
     """The array module an array belongs to: NumPy for host data, CuPy for device arrays."""
     if isinstance(array, (np.ndarray, np.generic)):
         return np
-    return _import_cupy()
+    return import_cupy()
 
 
 def to_host(array: Any) -> np.ndarray:
     """A NumPy view or copy of any backend's array."""
     if isinstance(array, (np.ndarray, np.generic)):
         return np.asarray(array)
-    return _import_cupy().asnumpy(array)
+    return import_cupy().asnumpy(array)
 
 
 def _resolve_dtype(dtype: Any) -> np.dtype:
@@ -154,7 +159,7 @@ def get_backend(name: str | None = None, dtype: Any = "float32", seed: int = 0) 
         name = "cupy" if cuda_available() else "numpy"
     if name == "numpy":
         return Backend(np, "numpy", resolved_dtype, int(seed))
-    cupy = _import_cupy()
+    cupy = import_cupy()
     if _cuda_device_count(cupy) == 0:
         raise BackendUnavailableError("CuPy is installed but no CUDA device is available "
                                       "(check the driver and CUDA_VISIBLE_DEVICES), "

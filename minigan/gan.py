@@ -1,40 +1,41 @@
-"""`GAN`: a generator and a discriminator, the training step, sampling, save and load.
+"""`GAN`: a generator and a discriminator, the training step, sampling, and its config.
 
 One `train_step`, exactly (DESIGN.md, "The GAN step"):
   1. fake = G(z) for one noise batch z.
   2. D step: L_D = loss(D(x), real) + loss(D(fake), fake) (a sum of two means), plus the
      gradient penalty for WGAN-GP; one optimizer step on D (then weight clipping for WGAN).
-     D runs once on the concatenated batch [x; fake]: every layer acts on each row
-     alone, so this is the same gradient as two passes accumulated, with half the
-     matrix-product calls, each on twice the rows.
+     When every layer of D maps each row on its own, D runs once on the concatenated
+     batch [x; fake]: the same gradient as two passes accumulated, with half the
+     matrix-product calls. Otherwise (BatchNorm in D) it runs on x and on fake in two
+     passes, as pytorch/examples' dcgan does, so each batch is normalised by its own
+     statistics.
   3. G step, with the *updated* D and the same fake: L_G from D(fake); backpropagate
      through D without D's parameter gradients (`param_grads=False`), then through G;
      one optimizer step on G.
 With `d_steps=k`, steps 1-2 run k times (fresh z each time) and step 3 uses the last fake.
-With `pack=m` (PacGAN), D sees m consecutive samples of a batch concatenated into one input.
+With `pack=m` (PacGAN), D sees m consecutive samples of a batch concatenated along the
+last (channel / feature) axis.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .backend import Backend
+from .layers import positive_int
 from .model import Sequential
 from .objectives import OBJECTIVES
-from .optim import Optimizer
+from .optim import Optimizer, optimizer_from_config
 from .penalty import check_supported, gradient_penalty
+from .trainable import Trainable, check_optimizers, check_same_backend
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-class GAN:
+class GAN(Trainable):
     """A generator/discriminator pair and their optimizers.
 
     Args:
-        generator: maps (N, latent_dim) noise to (N, features) samples.
-        discriminator: maps (N, pack * features) to (N, 1) outputs; same backend and dtype.
+        generator: maps (N, latent_dim) noise to (N, *shape) samples.
+        discriminator: maps packed samples (N / pack, *shape[:-1], pack * shape[-1]) to
+            (N / pack, 1) outputs; same backend and dtype.
         loss: "non_saturating" (default), "minimax", "lsgan", "hinge", "wgan" or "wgan-gp".
         latent_dim: noise width; defaults to the generator's input width.
         d_opt, g_opt: optimizers; default: the loss's paper optimizer (Adam(2e-4, (0.5, 0.999));
@@ -44,6 +45,8 @@ class GAN:
         loss_options: the loss's own options: `label_smoothing` (non_saturating, minimax;
             one-sided, off by default), `clip_value` (wgan, 0.01), `gp_weight` (wgan-gp, 10).
     """
+
+    stat_names = ("d_loss", "g_loss", "d_real", "d_fake")
 
     def __init__(self, generator: Sequential, discriminator: Sequential, loss: str = "non_saturating",
                  latent_dim: int | None = None, d_opt: Optimizer | None = None,
@@ -55,29 +58,31 @@ class GAN:
             self.objective = OBJECTIVES[loss](**loss_options)
         except TypeError:
             raise ValueError(f"loss {loss!r} takes no options {sorted(loss_options)}") from None
-        g_backend, d_backend = generator.backend, discriminator.backend
-        if g_backend.xp is not d_backend.xp or g_backend.dtype != d_backend.dtype:
-            raise ValueError(f"generator ({g_backend}) and discriminator ({d_backend}) must share "
-                             f"one array backend and dtype")
-        self.pack = _positive_int("pack", pack)
-        if generator.out_features * pack != discriminator.in_features:
-            raise ValueError(f"the generator makes {generator.out_features} features, so with pack={pack} "
-                             f"the discriminator must read {generator.out_features * pack}, "
-                             f"not {discriminator.in_features}")
-        if discriminator.out_features != 1:
-            raise ValueError(f"the discriminator must output one logit, not {discriminator.out_features}")
+        self.models = {"generator": generator, "discriminator": discriminator}
+        self.backend = check_same_backend(self.models)
+        self.pack = positive_int("pack", pack)
+        shape = generator.output_shape
+        packed = (*shape[:-1], shape[-1] * self.pack)
+        if discriminator.input_shape != packed:
+            raise ValueError(f"the generator makes samples of shape {shape}, so with pack={pack} the "
+                             f"discriminator must read {packed}, not {discriminator.input_shape}")
+        if discriminator.output_shape != (1,):
+            raise ValueError(f"the discriminator must output one logit per input, not "
+                             f"{discriminator.output_shape}")
         if self.objective.gp_weight:
             check_supported(discriminator)
-        self.latent_dim = generator.in_features if latent_dim is None else latent_dim
-        if self.latent_dim != generator.in_features:
-            raise ValueError(f"latent_dim {latent_dim} != generator input width {generator.in_features}")
-        self.d_steps = _positive_int("d_steps", self.objective.d_steps if d_steps is None else d_steps)
+        if len(generator.input_shape) != 1:
+            raise ValueError(f"the generator must read flat noise (N, latent_dim), not {generator.input_shape}")
+        self.latent_dim = generator.input_shape[0] if latent_dim is None else latent_dim
+        if self.latent_dim != generator.input_shape[0]:
+            raise ValueError(f"latent_dim {latent_dim} != generator input width {generator.input_shape[0]}")
+        self.d_steps = positive_int("d_steps", self.objective.d_steps if d_steps is None else d_steps)
+        self.batches_per_step = self.d_steps
         self.generator, self.discriminator = generator, discriminator
-        self.backend = g_backend
         self.d_opt = d_opt if d_opt is not None else self.objective.make_optimizer(discriminator)
         self.g_opt = g_opt if g_opt is not None else self.objective.make_optimizer(generator)
-        if self.d_opt.model is not discriminator or self.g_opt.model is not generator:
-            raise ValueError("d_opt must optimise the discriminator and g_opt the generator")
+        self.optimizers = {"g_opt": self.g_opt, "d_opt": self.d_opt}
+        check_optimizers(self.optimizers, self.models)
         self.steps = 0  # completed train_step calls
 
     @property
@@ -85,30 +90,71 @@ class GAN:
         """The objective's name, e.g. "wgan-gp"."""
         return self.objective.name
 
+    def config(self) -> dict[str, Any]:
+        return {"generator": self.generator.config(), "discriminator": self.discriminator.config(),
+                "loss": self.loss, "loss_options": self.objective.options(), "latent_dim": self.latent_dim,
+                "d_steps": self.d_steps, "pack": self.pack,
+                "optimizers": {name: opt.config() for name, opt in self.optimizers.items()}}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], backend: Backend) -> "GAN":
+        generator = Sequential.from_config(config["generator"], backend)
+        discriminator = Sequential.from_config(config["discriminator"], backend)
+        optimizers = config["optimizers"]
+        return cls(generator, discriminator, loss=config["loss"], latent_dim=config["latent_dim"],
+                   d_opt=optimizer_from_config(discriminator, optimizers["d_opt"]),
+                   g_opt=optimizer_from_config(generator, optimizers["g_opt"]),
+                   d_steps=config["d_steps"], pack=config["pack"], **config["loss_options"])
+
     def noise(self, n: int) -> Any:
         """A batch of N(0, 1) noise, (n, latent_dim), from the backend's generator."""
         return self.backend.standard_normal((n, self.latent_dim))
 
     def sample(self, n: int, z: Any = None) -> Any:
-        """Generates n samples, (n, features), from `z` or from fresh noise."""
+        """Generates n samples (n, *shape) from `z` or from fresh noise, in evaluation mode."""
         z = self.noise(n) if z is None else self.backend.asarray(z)
-        return self.generator.forward(z)
+        training = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator.forward(z)
+        finally:
+            self.generator.train(training)
 
     def _packed(self, samples: Any) -> Any:
-        """(N, features) -> (N / pack, pack * features): a view, consecutive samples side by side."""
-        if samples.shape[0] % self.pack:
-            raise ValueError(f"batch size {samples.shape[0]} is not a multiple of pack={self.pack}")
-        return samples.reshape(samples.shape[0] // self.pack, -1)
+        """(N, *shape) -> (N / pack, *shape[:-1], pack * C): consecutive samples side by side
+        along the last axis (a view for flat samples)."""
+        n, shape = samples.shape[0], samples.shape[1:]
+        if n % self.pack:
+            raise ValueError(f"batch size {n} is not a multiple of pack={self.pack}")
+        grouped = samples.reshape(n // self.pack, self.pack, *shape)  # (N / pack, pack, *shape)
+        grouped = self.backend.xp.moveaxis(grouped, 1, -2)             # (N / pack, *shape[:-1], pack, C)
+        return grouped.reshape(n // self.pack, *shape[:-1], self.pack * shape[-1])
+
+    def _unpacked(self, packed: Any, shape: tuple[int, ...]) -> Any:
+        """The inverse of `_packed`, for gradients: back to (N, *shape)."""
+        grouped = packed.reshape(*packed.shape[:-1], self.pack, shape[-1])  # (N / pack, ..., pack, C)
+        return self.backend.xp.moveaxis(grouped, -2, 1).reshape(-1, *shape)
 
     def _discriminator_step(self, real: Any, z: Any) -> tuple[Any, dict[str, float]]:
         D, objective = self.discriminator, self.objective
-        fake = self.generator.forward(z)  # (N, features)
-        real_in, fake_in = self._packed(real), self._packed(fake)  # (N / pack, pack * features)
-        logits = D.forward(self.backend.xp.concatenate([real_in, fake_in]))  # (2 N / pack, 1)
-        d_loss, grad, d_real, d_fake = objective.discriminator(logits, real_in.shape[0])
-        D.backward(grad, input_grad=False, accumulate=False)  # overwrites D.grads
+        fake = self.generator.forward(z)  # (N, *shape)
+        real_in, fake_in = self._packed(real), self._packed(fake)  # (N / pack, ..., pack * C)
+        if D.rows_independent:  # one pass over [real; fake]
+            logits = D.forward(self.backend.xp.concatenate([real_in, fake_in]))  # (2 N / pack, 1)
+            d_loss, grad, d_real, d_fake = objective.discriminator(logits, real_in.shape[0])
+            D.backward(grad, input_grad=False, accumulate=False)  # overwrites D.grads
+        else:  # two passes, each batch with its own statistics; gradients accumulate
+            logits_real = D.forward(real_in)
+            loss_real, grad_real = objective.discriminator_real(logits_real)
+            D.backward(grad_real, input_grad=False, accumulate=False)
+            logits_fake = D.forward(fake_in)
+            loss_fake, grad_fake = objective.discriminator_fake(logits_fake)
+            D.backward(grad_fake, input_grad=False)
+            d_loss = float(loss_real + loss_fake)
+            d_real, d_fake = objective.summary(logits_real), objective.summary(logits_fake)
         if objective.gp_weight:
-            mix = self.backend.uniform((real_in.shape[0], 1))  # one interpolation weight per D input
+            mix_shape = (real_in.shape[0],) + (1,) * (real_in.ndim - 1)
+            mix = self.backend.uniform(mix_shape)  # one interpolation weight per D input
             x_hat = mix * real_in + (1 - mix) * fake_in
             d_loss += gradient_penalty(D, x_hat, objective.gp_weight)
         self.d_opt.step()
@@ -117,8 +163,8 @@ class GAN:
 
     def _generator_step(self, fake: Any) -> float:
         loss, grad = self.objective.generator(self.discriminator.forward(self._packed(fake)))
-        dfake = self.discriminator.backward(grad, param_grads=False)  # (N / pack, pack * features)
-        self.generator.backward(dfake.reshape(fake.shape), input_grad=False, accumulate=False)
+        dfake = self.discriminator.backward(grad, param_grads=False)  # (N / pack, ..., pack * C)
+        self.generator.backward(self._unpacked(dfake, fake.shape[1:]), input_grad=False, accumulate=False)
         self.g_opt.step()
         return float(loss)
 
@@ -126,7 +172,7 @@ class GAN:
         """One training step: `d_steps` discriminator updates, then one generator update.
 
         Args:
-            real: a real batch (N, features); with d_steps > 1 also a sequence of
+            real: a real batch (N, *shape); with d_steps > 1 also a sequence of
                 d_steps batches, one per discriminator step (one batch is reused).
             z: the noise (N, latent_dim), or a sequence of d_steps of them; drawn from
                 the backend's generator when None.
@@ -141,24 +187,14 @@ class GAN:
         if len(reals) != self.d_steps or len(noises) != self.d_steps:
             raise ValueError(f"expected {self.d_steps} real and noise batches (d_steps), "
                              f"got {len(reals)} and {len(noises)}")
-        features = self.generator.out_features
+        shape = self.generator.output_shape
         for real_batch, noise in zip(reals, noises):
             real_batch = self.backend.asarray(real_batch)
-            if real_batch.ndim != 2 or real_batch.shape[1] != features:
-                raise ValueError(f"a real batch must have shape (N, {features}), got {tuple(real_batch.shape)}")
+            if tuple(real_batch.shape[1:]) != shape:
+                raise ValueError(f"a real batch must have shape (N, {', '.join(map(str, shape))}), "
+                                 f"got {tuple(real_batch.shape)}")
             noise = self.noise(real_batch.shape[0]) if noise is None else self.backend.asarray(noise)
             fake, stats = self._discriminator_step(real_batch, noise)
         stats["g_loss"] = self._generator_step(fake)
         self.steps += 1
         return stats
-
-    def save(self, path: str, extra: dict | None = None) -> None:
-        """Writes a checkpoint atomically (see `minigan.checkpoint`)."""
-        from .checkpoint import save_checkpoint  # checkpoint imports this module
-        save_checkpoint(path, self, extra)
-
-    @classmethod
-    def load(cls, path: str, backend: Any = None) -> "GAN":
-        """Rebuilds a GAN from a checkpoint, on its recorded backend unless one is given."""
-        from .checkpoint import load_checkpoint
-        return load_checkpoint(path, backend)[0]

@@ -1,8 +1,11 @@
-"""Hand-written layers: the `Layer` protocol, `Dense`, and the activations.
+"""The `Layer` protocol, the registry of layer types, `Dense`, the activations, `Flatten`
+and `Reshape`.
 
-Forward caches exactly what backward needs; backward *adds* into the parameter
-gradients and returns the gradient with respect to the input. Layers own no memory
-for parameters: `Sequential` hands each one views into its flat buffers (`attach`).
+Forward caches exactly what backward needs; backward writes the parameter gradients as
+its `grads` mode says and returns the gradient with respect to the input. Layers own no
+memory for parameters or buffers: `Sequential` hands each one views into its flat arrays
+(`attach`). Defining a subclass registers it by class name, so checkpoints can rebuild
+any layer from its `config()` with no edit anywhere else.
 """
 from __future__ import annotations
 
@@ -14,45 +17,79 @@ import numpy as np
 from .backend import Backend
 
 INITIALISERS = ("he", "xavier", "normal")
+GRAD_MODES = ("add", "write", "skip")
+LAYER_TYPES: dict[str, type["Layer"]] = {}  # class name -> class, filled by Layer subclasses
+
+Shape = tuple[int, ...]
 
 
 class Layer:
-    """Base class: a differentiable map from (N, in) to (N, out) arrays.
+    """Base class: a differentiable map from (N, *input_shape) to (N, *output_shape).
 
-    Subclasses with parameters list their shapes in `param_shapes`; after `attach`,
-    each parameter `P` is an attribute holding a view into the model's parameter
-    buffer and `dP` a view into its gradient buffer.
+    Shapes never include the batch axis. A layer with parameters lists them in
+    `param_shapes` and its saved-but-untrained state in `buffer_shapes`; after `attach`,
+    each parameter `P` is an attribute holding a view into the model's parameter array,
+    `dP` a view into its gradient array, and each buffer a view into its buffer array.
+
+    `backward(dy, grads="add", input_grad=True)` takes dy = dL/dy of the last `forward`
+    and returns dL/dx. `grads` says what happens to the parameter gradients:
+        "add"    dP += dL/dP  (the default: accumulation over several passes)
+        "write"  dP  = dL/dP  (as zero_grad() then "add", one pass cheaper)
+        "skip"   untouched    (only dL/dx is wanted, e.g. G's step through D)
+    With `input_grad=False` a layer may skip dL/dx (a whole product for `Dense`) and
+    return None.
+
+    `rows_independent` is True when each output row depends only on its own input row;
+    only then may two batches be concatenated into one pass. `training` is switched by
+    `Sequential.train()` / `.eval()`.
     """
 
+    rows_independent = True
+    training = True
     backend: Backend
     xp: Any
 
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Names and shapes of this layer's parameters (none by default)."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        known = LAYER_TYPES.get(cls.__name__)
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"a layer type named {cls.__name__!r} is already registered "
+                             f"({known.__module__}.{known.__qualname__}); choose another class name")
+        LAYER_TYPES[cls.__name__] = cls
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """The output shape for `input_shape`; ValueError saying what fits when it does not.
+        Element-wise layers keep the shape (the default)."""
+        return tuple(input_shape)
+
+    def param_shapes(self) -> dict[str, Shape]:
+        """Names and shapes of the trained parameters (none by default)."""
         return {}
 
-    def attach(self, backend: Backend, params: dict[str, Any], grads: dict[str, Any]) -> None:
-        """Binds the layer to a backend and to its parameter/gradient views."""
+    def buffer_shapes(self) -> dict[str, Shape]:
+        """Names and shapes of the buffers: saved and synchronised, never trained (none by default)."""
+        return {}
+
+    def attach(self, backend: Backend, params: dict[str, Any], grads: dict[str, Any],
+               buffers: dict[str, Any]) -> None:
+        """Binds the layer to a backend and to its parameter, gradient and buffer views."""
         self.backend, self.xp = backend, backend.xp
         for name, view in params.items():
             setattr(self, name, view)
         for name, view in grads.items():
             setattr(self, "d" + name, view)
+        for name, view in buffers.items():
+            setattr(self, name, view)
 
     def reset_parameters(self) -> None:
-        """Initialises the parameters from the backend's generator (none by default)."""
+        """Initialises parameters and buffers from the backend's generator (nothing by default)."""
 
     def forward(self, x: Any) -> Any:
         """Returns the layer's output and caches what `backward` needs."""
         raise NotImplementedError
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
-                 accumulate: bool = True) -> Any:
-        """Adds dL/dparams into the gradient views (unless `param_grads` is False)
-        and returns dL/dx, given dy = dL/dy of the last `forward`. With
-        `input_grad=False` a layer may skip computing dL/dx and return None. With
-        `accumulate=False` the gradient views are overwritten instead of added to
-        (the result of `zero_grad()` then `backward`, one pass over them cheaper)."""
+    def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
+        """dL/dx from dy = dL/dy; parameter gradients as `grads` says (see the class docstring)."""
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
@@ -63,17 +100,48 @@ class Layer:
         return {"type": type(self).__name__}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.config().items() if key != "type")
+        return f"{type(self).__name__}({arguments})"
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def layer_from_config(config: dict[str, Any]) -> Layer:
+    """Rebuilds a layer from `Layer.config()`; ValueError naming an unknown type."""
+    arguments = dict(config)
+    kind = arguments.pop("type", None)
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {kind!r}; known: {sorted(LAYER_TYPES)}")
+    return LAYER_TYPES[kind](**arguments)
+
+
+def positive_int(name: str, value: Any) -> int:
+    """`value` when it is a positive int; ValueError naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
+
+
+def initial_weights(backend: Backend, init: str, shape: Shape, fan_in: int, fan_out: int) -> Any:
+    """Weights of `shape` drawn from the backend's generator by `init` (see `Dense`)."""
+    rng = backend.rng
+    if init == "he":
+        values = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
+    elif init == "xavier":
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        values = rng.uniform(-bound, bound, shape)
+    else:
+        values = rng.standard_normal(shape) * 0.02
+    return backend.asarray(values)
+
+
+def check_init(init: str) -> str:
+    """`init` when it names an initialiser; ValueError otherwise."""
+    if init not in INITIALISERS:
+        raise ValueError(f"init must be one of {INITIALISERS}, got {init!r}")
+    return init
 
 
 class Dense(Layer):
-    """Affine map y = x @ W + b with W of shape (in_features, out_features).
+    """Affine map y = x @ W + b on (N, in_features), W of shape (in_features, out_features).
 
     Args:
         in_features, out_features: sizes of the input and output.
@@ -83,32 +151,26 @@ class Dense(Layer):
     """
 
     def __init__(self, in_features: int, out_features: int, init: str = "he"):
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
-        if init not in INITIALISERS:
-            raise ValueError(f"init must be one of {INITIALISERS}, got {init!r}")
-        self.init = init
-
-    def __repr__(self) -> str:
-        return f"Dense({self.in_features}, {self.out_features}, init={self.init!r})"
+        self.in_features = positive_int("in_features", in_features)
+        self.out_features = positive_int("out_features", out_features)
+        self.init = check_init(init)
 
     def config(self) -> dict[str, Any]:
         return {"type": "Dense", "in_features": self.in_features,
                 "out_features": self.out_features, "init": self.init}
 
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if tuple(input_shape) != (self.in_features,):
+            raise ValueError(f"expects input shape ({self.in_features},) (add a Flatten before "
+                             f"it for images)")
+        return (self.out_features,)
+
+    def param_shapes(self) -> dict[str, Shape]:
         return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
 
     def reset_parameters(self) -> None:
-        shape, rng = (self.in_features, self.out_features), self.backend.rng
-        if self.init == "he":
-            values = rng.standard_normal(shape) * math.sqrt(2.0 / self.in_features)
-        elif self.init == "xavier":
-            bound = math.sqrt(6.0 / (self.in_features + self.out_features))
-            values = rng.uniform(-bound, bound, shape)
-        else:
-            values = rng.standard_normal(shape) * 0.02
-        self.W[...] = self.backend.asarray(values)
+        self.W[...] = initial_weights(self.backend, self.init, self.W.shape, self.in_features,
+                                      self.out_features)
         self.b[...] = 0
 
     def forward(self, x: Any) -> Any:
@@ -120,12 +182,11 @@ class Dense(Layer):
         y += self.b
         return y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
-                 accumulate: bool = True) -> Any:
-        if param_grads and accumulate:
+    def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
+        if grads == "add":
             self.dW += self.x.T @ dy  # (in, out) = (in, N) @ (N, out)
             self.db += dy.sum(axis=0)
-        elif param_grads:  # written by the product itself: no temporary, no extra pass
+        elif grads == "write":  # written by the product itself: no temporary, no extra pass
             self.xp.matmul(self.x.T, dy, out=self.dW)
             dy.sum(axis=0, out=self.db)
         if not input_grad:
@@ -142,8 +203,7 @@ class ReLU(Layer):
         self.y = self.xp.maximum(x, 0)
         return self.y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
-                 accumulate: bool = True) -> Any:
+    def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
         return dy * (self.y > 0)
 
 
@@ -154,9 +214,6 @@ class LeakyReLU(Layer):
         if not 0.0 <= slope < 1.0:
             raise ValueError(f"LeakyReLU slope must be in [0, 1), got {slope!r}")
         self.slope = float(slope)
-
-    def __repr__(self) -> str:
-        return f"LeakyReLU({self.slope})"
 
     def config(self) -> dict[str, Any]:
         return {"type": "LeakyReLU", "slope": self.slope}
@@ -170,8 +227,7 @@ class LeakyReLU(Layer):
         self.derivative += self.slope
         return y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
-                 accumulate: bool = True) -> Any:
+    def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
         return dy * self.derivative
 
 
@@ -198,8 +254,7 @@ class Sigmoid(Layer):
         self.y = sigmoid(self.xp, x)
         return self.y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
-                 accumulate: bool = True) -> Any:
+    def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
         dx = 1 - self.y
         dx *= self.y
         dx *= dy
@@ -213,21 +268,51 @@ class Tanh(Layer):
         self.y = self.xp.tanh(x)
         return self.y
 
-    def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
-                 accumulate: bool = True) -> Any:
+    def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
         dx = self.y * self.y
         self.xp.subtract(1, dx, out=dx)
         dx *= dy
         return dx
 
 
-LAYER_TYPES = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh)}
+class Reshape(Layer):
+    """Reshapes each example to `shape` (channels-last, C order). Backward reshapes back.
+
+    Args:
+        shape: the output shape without the batch axis, e.g. (7, 7, 128).
+    """
+
+    def __init__(self, shape: Shape):
+        self.shape = tuple(positive_int("Reshape shape entry", size) for size in shape)
+        if not self.shape:
+            raise ValueError("Reshape needs a non-empty shape")
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Reshape", "shape": list(self.shape)}
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if math.prod(input_shape) != math.prod(self.shape):
+            raise ValueError(f"cannot reshape {math.prod(input_shape)} values per example "
+                             f"to {self.shape} ({math.prod(self.shape)} values)")
+        return self.shape
+
+    def forward(self, x: Any) -> Any:
+        self.input_shape = x.shape
+        return x.reshape(x.shape[0], *self.shape)
+
+    def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
+        return dy.reshape(self.input_shape)
 
 
-def layer_from_config(config: dict[str, Any]) -> Layer:
-    """Rebuilds a layer from `Layer.config()`; raises ValueError for an unknown type."""
-    arguments = dict(config)
-    kind = arguments.pop("type", None)
-    if kind not in LAYER_TYPES:
-        raise ValueError(f"unknown layer type {kind!r}; known: {sorted(LAYER_TYPES)}")
-    return LAYER_TYPES[kind](**arguments)
+class Flatten(Layer):
+    """(N, *shape) -> (N, prod(shape)) in channels-last (C) order: x.reshape(N, -1)."""
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return (math.prod(input_shape),)
+
+    def forward(self, x: Any) -> Any:
+        self.input_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
+        return dy.reshape(self.input_shape)

@@ -15,14 +15,11 @@ Everything runs on the host with NumPy; results are plain JSON-serialisable dict
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .data import ImageDataset, Mixture2D
-
-if TYPE_CHECKING:  # the classifier module imports this one
-    from .classifier import FeatureClassifier
 
 HIGH_QUALITY_STDS = 3.0      # a sample within 3 std of its nearest mode is high quality
 COVERED_SHARE = 0.1          # a class is covered with >= 10% of a uniform generator's share
@@ -147,14 +144,15 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 # ---------------------------------------------------------------- image samples
 
 
-def image_stats(samples: np.ndarray, dataset: ImageDataset, classifier: FeatureClassifier,
+def image_stats(samples: np.ndarray, dataset: ImageDataset, classifier: Any,
                 max_real: int = 10000) -> dict[str, Any]:
     """Fréchet distance and class coverage of image samples, in the classifier's feature space.
 
     Args:
         samples: (N, D) finite generated images, N >= 2, D the data set's pixel count.
         dataset: supplies the real test images and the train images for the floor.
-        classifier: a trained `FeatureClassifier` for this data set.
+        classifier: a trained `minigan.classifier.FeatureClassifier` for this data set (it
+            imports this module, so it is not imported here).
         max_real: at most this many real images per split are used.
 
     Returns:

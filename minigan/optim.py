@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .kernels import fused_update
+
 
 def _check_hyper(name: str, value: float, low: float, high: float = math.inf,
                  low_open: bool = False, high_open: bool = True) -> float:
@@ -27,8 +29,8 @@ class Optimizer:
     """Base class: validates the learning rate, finds the flat buffers, saves state.
 
     Subclasses write the update twice: `_update` with NumPy-API in-place operations, and
-    `_fused_arguments`, the arguments of the one-pass CUDA kernel of the same name in
-    `minigan.kernels`, used on the CuPy backend.
+    `_fused_arguments`, the arguments of the one-pass CUDA kernel `kernel_name` in
+    `minigan.kernels`, used on the CuPy backend (its NumPy reference takes the same ones).
 
     Args:
         model: anything with flat `params` and `grads` arrays (a `Sequential`).
@@ -53,7 +55,6 @@ class Optimizer:
         """Updates `params` in place from `grads`."""
         self.steps += 1
         if self.fused:
-            from .kernels import fused_update
             fused_update(self.kernel_name)(*self._fused_arguments())
         else:
             self._update()
@@ -65,7 +66,7 @@ class Optimizer:
         raise NotImplementedError
 
     def _scalar(self, value: float) -> Any:
-        """A scalar of the buffers' dtype (the fused kernels take every scalar as that dtype)."""
+        """A scalar of the buffers' dtype (the fused kernels take their scalars as that dtype)."""
         return self.params.dtype.type(value)
 
     def config(self) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum (torch.optim.SGD semantics).
 
-    buf = momentum * buf + g;  p -= lr * buf   (buf = g when momentum is 0).
+    buf = momentum * buf + g;  p -= lr * buf   (p -= lr * g, buf untouched, when momentum is 0).
     """
 
     state_names = ("momentum_buffer",)
@@ -113,7 +114,7 @@ class SGD(Optimizer):
         return {"momentum": self.momentum}
 
     def _fused_arguments(self) -> tuple[Any, ...]:
-        return (self.grads, self._scalar(self.lr), self._scalar(self.momentum), self.params,
+        return (self.grads, self._scalar(self.lr), np.float64(self.momentum), self.params,
                 self.momentum_buffer)
 
     def _update(self) -> None:
@@ -208,8 +209,8 @@ class RMSProp(Optimizer):
         return {"alpha": self.alpha, "eps": self.eps}
 
     def _fused_arguments(self) -> tuple[Any, ...]:
-        return (self.grads, self._scalar(self.lr), self._scalar(self.alpha), self._scalar(self.eps),
-                self.params, self.square_avg)
+        return (self.grads, self._scalar(self.lr), self._scalar(self.alpha), self._scalar(1 - self.alpha),
+                self._scalar(self.eps), self.params, self.square_avg)
 
     def _update(self) -> None:
         xp, g, work = self.model.backend.xp, self.grads, self.work

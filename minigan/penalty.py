@@ -60,7 +60,7 @@ def gradient_penalty(critic: Any, x_hat: Any, weight: float = 10.0, eps: float =
     grads_out = [None] * (len(layers) + 1)  # grads_out[k] = d_k, the gradient at layer k's output
     grads_out[-1] = xp.ones_like(output)
     for k in range(len(layers) - 1, -1, -1):
-        grads_out[k] = layers[k].backward(grads_out[k + 1], param_grads=False)
+        grads_out[k] = layers[k].backward(grads_out[k + 1], grads="skip")
     g = grads_out[0]  # (N, features): grad_x D(x_hat_i), row by row
     norms = xp.sqrt(xp.sum(g * g, axis=1, keepdims=True) + eps)  # (N, 1)
     value = weight * float(xp.mean((norms - 1) ** 2))

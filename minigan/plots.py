@@ -28,13 +28,18 @@ _GRID_GAP = 1.0  # the 1-pixel lines between (and around) the tiles are white
 _TITLE_INCHES = 0.4
 
 
-def _pyplot() -> Any:
-    """Import matplotlib.pyplot with the Agg backend forced, so no display is needed."""
+def require_matplotlib() -> Any:
+    """The matplotlib module; ImportError with the install command when it is missing."""
     try:
         import matplotlib
     except ImportError as exc:
         raise ImportError("minigan.plots needs matplotlib: pip install 'minigan[plots]'") from exc
-    matplotlib.use("Agg")
+    return matplotlib
+
+
+def _pyplot() -> Any:
+    """Import matplotlib.pyplot with the Agg backend forced, so no display is needed."""
+    require_matplotlib().use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from minigan import bench, bench_report
-from minigan.cli import main
+from minigan.bench import report as bench_report, step as bench
+from minigan.run.cli import main
 
 HAS_TORCH = bench.importlib.util.find_spec("torch") is not None
 
@@ -82,9 +82,10 @@ def test_cli_bench_writes_json_and_plot(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["bench", "--repeats", "0"], "--repeats and --rounds must be >= 1"),
-    (["bench", "--rounds", "0"], "--repeats and --rounds must be >= 1"),
-    (["bench", "--batch-sizes", "0"], "--batch-sizes values must be positive"),
+    (["bench", "--repeats", "0"], "argument --repeats: must be an integer >= 1, got 0"),
+    (["bench", "--rounds", "0"], "argument --rounds: must be an integer >= 1, got 0"),
+    (["bench", "--batch-sizes", "0"], "argument --batch-sizes: must be an integer >= 1, got 0"),
+    (["bench", "--warmup", "-1"], "argument --warmup: must be an integer >= 0, got -1"),
     (["bench", "--backends", "tpu"], "invalid choice"),
 ])
 def test_cli_bench_errors_are_one_line(capsys, argv, words):

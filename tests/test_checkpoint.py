@@ -1,22 +1,26 @@
-"""Checkpoints: exact round trips, atomic writes, refusal of corrupt or pickled files,
-and bit-exact resumption of a training run."""
-import dataclasses
+"""Checkpoints: exact round trips on every backend, atomic writes, refusal of corrupt or
+pickled files, and minigan 0.1's checkpoints (a committed fixture) loading, sampling and
+resuming bit-exactly."""
 import json
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import minigan as mg
-from minigan import checkpoint, presets
-from minigan import train as train_module
+from minigan import checkpoint
 from minigan.data import RING8
 from minigan.gan import GAN
-from minigan.train import TrainConfig, train
+from minigan.run.loop import train
+from minigan.run.config import RunConfig
+
+V0_1 = Path(__file__).parent / "fixtures" / "v0_1"
 
 
-def small_gan(seed=0):
-    be = mg.get_backend("numpy", "float32", seed=seed)
+def small_gan(backend_name="numpy", seed=0):
+    be = mg.get_backend(backend_name, "float32", seed=seed)
     G = mg.Sequential([mg.Dense(4, 16), mg.ReLU(), mg.Dense(16, 2)], backend=be)
     D = mg.Sequential([mg.Dense(2, 16), mg.LeakyReLU(0.2), mg.Dense(16, 1)], backend=be)
     return GAN(G, D, loss="minimax", d_steps=2, label_smoothing=0.1,
@@ -28,8 +32,8 @@ def run(gan, steps, offset=0):
         gan.train_step([RING8.sample(32, np.random.default_rng([step, i]), np.float32) for i in range(2)])
 
 
-def test_round_trip_restores_everything(tmp_path):
-    gan = small_gan()
+def test_round_trip_restores_everything(tmp_path, backend_name):
+    gan = small_gan(backend_name)
     run(gan, 3)
     path = tmp_path / "ckpt.npz"
     gan.save(path, extra={"note": "hello"})
@@ -39,14 +43,17 @@ def test_round_trip_restores_everything(tmp_path):
     assert loaded.objective.label_smoothing == 0.1
     assert type(loaded.d_opt) is mg.RMSProp and loaded.g_opt.beta2 == 0.9
     for a, b in ((gan.generator, loaded.generator), (gan.discriminator, loaded.discriminator)):
-        assert np.array_equal(a.params, b.params) and a.params.dtype == b.params.dtype
-    assert np.array_equal(gan.g_opt.m_scaled, loaded.g_opt.m_scaled) and gan.g_opt.steps == loaded.g_opt.steps
-    assert np.array_equal(gan.g_opt.v_scaled, loaded.g_opt.v_scaled)
+        assert np.array_equal(a.backend.to_numpy(a.params), b.backend.to_numpy(b.params))
+        assert a.params.dtype == b.params.dtype and b.backend.name == backend_name
+    host = gan.backend.to_numpy
+    assert np.array_equal(host(gan.g_opt.m_scaled), host(loaded.g_opt.m_scaled))
+    assert np.array_equal(host(gan.g_opt.v_scaled), host(loaded.g_opt.v_scaled))
+    assert gan.g_opt.steps == loaded.g_opt.steps
     # The random stream continues where it stopped: the next steps are identical.
     run(gan, 2, offset=3)
     run(loaded, 2, offset=3)
-    assert np.array_equal(gan.generator.params, loaded.generator.params)
-    assert np.array_equal(gan.discriminator.params, loaded.discriminator.params)
+    assert np.array_equal(host(gan.generator.params), host(loaded.generator.params))
+    assert np.array_equal(host(gan.discriminator.params), host(loaded.discriminator.params))
 
 
 def test_files_are_plain_npz_without_objects(tmp_path):
@@ -55,7 +62,11 @@ def test_files_are_plain_npz_without_objects(tmp_path):
     with np.load(tmp_path / "c.npz", allow_pickle=False) as archive:
         assert all(archive[name].dtype != object for name in archive.files)
         config = json.loads(str(archive["config"]))
-    assert config["generator"][0] == {"type": "Dense", "in_features": 4, "out_features": 16, "init": "he"}
+    assert config["format"] == 2 and config["family"] == "GAN" and config["minigan_version"] == mg.__version__
+    assert config["model"]["generator"] == {
+        "input_shape": [4], "layers": [{"type": "Dense", "in_features": 4, "out_features": 16, "init": "he"},
+                                       {"type": "ReLU"},
+                                       {"type": "Dense", "in_features": 16, "out_features": 2, "init": "he"}]}
 
 
 def test_a_crash_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -102,6 +113,11 @@ def test_pickled_objects_are_never_loaded(tmp_path):
     (lambda arrays: arrays.update(config=np.array("{not json")), "not a valid minigan checkpoint"),
     (lambda arrays: arrays.update(config=np.array(json.dumps({"format": 99}))), "unsupported checkpoint format"),
     (lambda arrays: arrays.pop("generator/0.W"), "missing"),
+    (lambda arrays: arrays.update(config=np.array(json.dumps(
+        {**json.loads(str(arrays["config"])), "family": "Diffusion"}))), "unknown model family 'Diffusion'"),
+    (lambda arrays: arrays.update(config=np.array(json.dumps(json.loads(str(arrays["config"])) | {
+        "model": json.loads(str(arrays["config"]))["model"] | {"generator": {"input_shape": [4], "layers": [
+            {"type": "Teleport"}]}}}))), "unknown layer type 'Teleport'"),
 ])
 def test_incomplete_checkpoints_are_refused(tmp_path, mutate, words):
     path = tmp_path / "c.npz"
@@ -113,47 +129,24 @@ def test_incomplete_checkpoints_are_refused(tmp_path, mutate, words):
         GAN.load(path)
 
 
-@pytest.mark.parametrize("data", ["ring8", "digits"])
-def test_resuming_after_a_crash_is_bit_identical(tmp_path, monkeypatch, data):
-    """A run stopped right after its checkpoint at step 7 and resumed ends exactly where an
-    uninterrupted 14-step run ends (ring8's preset decays the learning rate, so this also
-    checks that the schedule resumes correctly)."""
-    if data == "digits":
-        pytest.importorskip("sklearn")
-    common = dict(data=data, steps=14, batch_size=16, progress=False, eval_samples=50, log_every=1,
-                  checkpoint_every=7)
-    train(TrainConfig(out=str(tmp_path / "straight"), **common))
-
-    write_history = train_module._write_history
-
-    def write_then_crash(*args):
-        write_history(*args)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "_write_history", write_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(out=str(tmp_path / "crashed"), **common))
-    monkeypatch.undo()
-    assert checkpoint.load_checkpoint(tmp_path / "crashed" / "checkpoint.npz")[0].steps == 7
-    train(TrainConfig(progress=False), resume=str(tmp_path / "crashed"))
-
-    straight = checkpoint.read_npz(tmp_path / "straight" / "checkpoint.npz")
-    resumed = checkpoint.read_npz(tmp_path / "crashed" / "checkpoint.npz")
-    for name in straight:
-        if name != "config":
-            assert np.array_equal(straight[name], resumed[name]), name
-    assert (tmp_path / "straight" / "history.csv").read_text() == (tmp_path / "crashed" / "history.csv").read_text()
 
 
-def test_extending_a_finished_run_without_a_schedule_is_bit_identical(tmp_path):
-    """N steps, save, load, N more steps == 2N steps in one go (no learning-rate schedule)."""
-    common = dict(data="ring8", batch_size=16, progress=False, eval_samples=50, log_every=1)
-    plain = dataclasses.replace(presets.PRESETS["ring8"], lr_decay="none")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(presets.PRESETS, "ring8", plain)
-        train(TrainConfig(steps=12, out=str(tmp_path / "straight"), **common))
-        train(TrainConfig(steps=6, out=str(tmp_path / "first"), **common))
-        train(TrainConfig(steps=12, progress=False), resume=str(tmp_path / "first"))
-    straight = checkpoint.read_npz(tmp_path / "straight" / "checkpoint.npz")
-    resumed = checkpoint.read_npz(tmp_path / "first" / "checkpoint.npz")
-    assert all(np.array_equal(straight[name], resumed[name]) for name in straight if name != "config")
+def test_a_minigan_0_1_checkpoint_loads_and_samples_as_it_did():
+    """tests/fixtures/v0_1: written by minigan 0.1 (format 1), with the samples 0.1 drew from it."""
+    expected = np.load(V0_1 / "ring8_expected.npz")
+    gan, extra = checkpoint.load_checkpoint(V0_1 / "ring8_checkpoint.npz")
+    assert isinstance(gan, GAN) and gan.steps == 20 and extra["config"]["data"] == "ring8"
+    assert np.array_equal(gan.sample(5, expected["noise"]), expected["samples_at_20"])
+
+
+def test_a_minigan_0_1_run_resumes_bit_exactly(tmp_path):
+    """Resuming 0.1's step-20 checkpoint to step 30 gives the parameters 0.1 itself reached."""
+    expected = np.load(V0_1 / "ring8_expected.npz")
+    (tmp_path / "run").mkdir()
+    shutil.copy(V0_1 / "ring8_checkpoint.npz", tmp_path / "run" / "checkpoint.npz")
+    train(RunConfig(steps=30, progress=False, eval_samples=50), resume=str(tmp_path / "run"))
+    gan, extra = checkpoint.load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    assert gan.steps == 30 and extra["base_lr"] == {"d_opt": 0.002, "g_opt": 0.002}
+    assert np.array_equal(gan.generator.params, expected["generator_after_resume_to_30"])
+    assert np.array_equal(gan.discriminator.params, expected["discriminator_after_resume_to_30"])
+    assert checkpoint.read_config(tmp_path / "run" / "checkpoint.npz")["format"] == 2

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from minigan.cli import main
+from minigan.run.cli import main
 
 TINY = ["--steps", "20", "--batch-size", "16", "--no-progress"]
 

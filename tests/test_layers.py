@@ -31,7 +31,7 @@ def batch_and_features():
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_forward_matches_formula(backend, name):
     make, formula = ACTIVATIONS[name]
-    model = mg.Sequential([make()], backend=backend)
+    model = mg.Sequential([make()], backend=backend, input_shape=(7,))
     x = np.linspace(-6, 6, 49).reshape(7, 7)
     expected = np.vectorize(formula)(x)
     np.testing.assert_allclose(backend.to_numpy(model.forward(backend.asarray(x))), expected,
@@ -99,7 +99,7 @@ def test_initialisation_is_seeded():
 
 
 def test_sigmoid_never_overflows(backend):
-    model = mg.Sequential([mg.Sigmoid()], backend=backend)
+    model = mg.Sequential([mg.Sigmoid()], backend=backend, input_shape=(9,))
     x = backend.asarray([[-1e308, -1e4, -800.0, -40.0, 0.0, 40.0, 800.0, 1e4, 1e308]])
     with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
         warnings.simplefilter("error")
@@ -112,7 +112,7 @@ def test_sigmoid_never_overflows(backend):
 @pytest.mark.parametrize("make", [lambda: mg.Dense(3, 3), mg.ReLU, lambda: mg.LeakyReLU(0.2),
                                   mg.Sigmoid, mg.Tanh])
 def test_float32_stays_float32(backend32, make):
-    model = mg.Sequential([make()], backend=backend32)
+    model = mg.Sequential([make()], backend=backend32, input_shape=(3,))
     x = backend32.standard_normal((4, 3))
     y = model.forward(x)
     assert y.dtype == np.float32
@@ -136,3 +136,38 @@ def test_dense_rejects_wrong_input_shape():
 def test_bad_layer_arguments(make, words):
     with pytest.raises(ValueError, match=words):
         make()
+
+
+def test_defining_a_layer_registers_it_for_loading():
+    class Doubling(mg.Layer):
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, dy, grads="add", input_grad=True):
+            return 2 * dy
+
+    assert mg.layers.layer_from_config({"type": "Doubling"}).__class__ is Doubling
+    model = mg.Sequential([mg.Dense(2, 3), Doubling()])
+    assert type(mg.Sequential.from_config(model.config()).layers[1]) is Doubling
+
+
+def test_unknown_and_clashing_layer_types_are_clear_errors():
+    with pytest.raises(ValueError, match=r"unknown layer type 'Teleport'; known: \[.*'Dense'"):
+        mg.layers.layer_from_config({"type": "Teleport"})
+    with pytest.raises(ValueError, match="a layer type named 'Dense' is already registered"):
+        type("Dense", (mg.Layer,), {})
+
+
+def test_flatten_and_reshape_are_channels_last_reshapes(backend):
+    x = backend.standard_normal((3, 2, 4, 5))
+    flatten, reshape = mg.Flatten(), mg.Reshape((5, 8))
+    model = mg.Sequential([flatten, reshape], backend=backend, input_shape=(2, 4, 5))
+    y = model.forward(x)
+    host = backend.to_numpy
+    assert np.array_equal(host(y), host(x).reshape(3, 5, 8))
+    assert np.array_equal(host(flatten.forward(x)), host(x).reshape(3, -1))
+    dy = backend.standard_normal((3, 5, 8))
+    assert np.array_equal(host(model.backward(dy)), host(dy).reshape(3, 2, 4, 5))
+    assert mg.Reshape((7, 7, 128)).config() == {"type": "Reshape", "shape": [7, 7, 128]}
+    with pytest.raises(ValueError, match="Reshape shape entry must be a positive integer, got 0"):
+        mg.Reshape((0, 3))

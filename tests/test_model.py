@@ -82,16 +82,8 @@ def test_gradients_accumulate_until_zero_grad(backend):
     assert not np.any(backend.to_numpy(model.grads))
 
 
-class AddOnlyDense(mg.Dense):
-    """A layer written for the original protocol: backward without `accumulate`."""
-
-    def backward(self, dy, param_grads=True, input_grad=True):
-        return super().backward(dy, param_grads, input_grad)
-
-
-@pytest.mark.parametrize("first", [mg.Dense, AddOnlyDense])
-def test_accumulate_false_overwrites_the_gradients(backend, first):
-    model = mg.Sequential([first(4, 8), mg.LeakyReLU(0.2), mg.Dense(8, 3), mg.Sigmoid()], backend=backend)
+def test_accumulate_false_overwrites_the_gradients(backend):
+    model = mg.Sequential([mg.Dense(4, 8), mg.LeakyReLU(0.2), mg.Dense(8, 3), mg.Sigmoid()], backend=backend)
     x, dy = backend.standard_normal((5, 4)), backend.standard_normal((5, 3))
     model.forward(x)
     model.backward(dy)
@@ -160,3 +152,128 @@ def test_input_grad_false_skips_only_the_input_gradient(backend):
     model.forward(x)
     assert model.backward(dy, input_grad=False) is None
     np.testing.assert_array_equal(backend.to_numpy(model.grads), full)
+
+
+class RunningScale(mg.Layer):
+    """y = s * x with one trained scale s and a buffer `seen` counting forward passes in
+    training mode; rows are independent only in evaluation mode (a stand-in for BatchNorm)."""
+
+    def param_shapes(self):
+        return {"s": (1,)}
+
+    def buffer_shapes(self):
+        return {"seen": (1,)}
+
+    @property
+    def rows_independent(self):
+        return not self.training
+
+    def reset_parameters(self):
+        self.s[...] = 2.0
+        self.seen[...] = 0.0
+
+    def forward(self, x):
+        if self.training:
+            self.seen += 1
+        self.x = x
+        return self.s * x
+
+    def backward(self, dy, grads="add", input_grad=True):
+        if grads == "add":
+            self.ds += (dy * self.x).sum()
+        elif grads == "write":
+            self.ds[...] = (dy * self.x).sum()
+        return dy * self.s if input_grad else None
+
+
+def test_shapes_are_known_at_construction(backend):
+    model = mg.Sequential([mg.Reshape((2, 3, 2)), mg.Tanh(), mg.Flatten(), mg.Dense(12, 5)],
+                          backend=backend, input_shape=(12,))
+    assert model.shapes == [(12,), (2, 3, 2), (2, 3, 2), (12,), (5,)]
+    assert model.input_shape == (12,) and model.output_shape == (5,)
+    assert model.in_features == 12 and model.out_features == 5
+    assert model.forward(backend.standard_normal((4, 12))).shape == (4, 5)
+    image_model = mg.Sequential([mg.Flatten(), mg.Dense(12, 1)], backend=backend, input_shape=(2, 3, 2))
+    with pytest.raises(ValueError, match=r"input has shape \(2, 3, 2\), not \(features,\)"):
+        image_model.in_features
+
+
+@pytest.mark.parametrize("layers, input_shape, words", [
+    ([mg.Dense(4, 8), mg.ReLU(), mg.Dense(6, 1)], None,
+     r"layer 2 \(Dense\(in_features=6, out_features=1, init='he'\)\) cannot take input shape \(8,\): "
+     r"expects input shape \(6,\)"),
+    ([mg.Reshape((3, 3))], (8,), r"layer 0 \(Reshape\(shape=\[3, 3\]\)\) cannot take input shape \(8,\): "
+                                 r"cannot reshape 8 values per example to \(3, 3\)"),
+    ([mg.Dense(4, 2)], (2, 2), r"layer 0 .* cannot take input shape \(2, 2\): .*add a Flatten"),
+    ([mg.ReLU()], None, "give Sequential an input_shape: the first layer, ReLU\\(\\), does not imply one"),
+    ([mg.ReLU()], (0, 3), "input_shape must be a non-empty tuple of positive sizes"),
+])
+def test_shape_mismatches_name_the_layer_its_index_and_both_shapes(layers, input_shape, words):
+    with pytest.raises(ValueError, match=words):
+        mg.Sequential(layers, input_shape=input_shape)
+
+
+def test_forward_refuses_an_input_of_the_wrong_shape(backend):
+    model = make_mlp(backend)
+    with pytest.raises(ValueError, match=r"model expects input of shape \(N, 4\), got \(3, 5\)"):
+        model.forward(backend.standard_normal((3, 5)))
+
+
+def test_buffers_are_saved_and_loaded_but_never_trained(backend):
+    model = mg.Sequential([mg.Dense(3, 2), RunningScale()], backend=backend)
+    assert model.buffers.size == 1 and model.num_params == 3 * 2 + 2 + 1
+    assert dict(model.named_buffers()).keys() == {"1.seen"}
+    model.forward(backend.standard_normal((4, 3)))
+    model.forward(backend.standard_normal((4, 3)))
+    assert float(model.layers[1].seen[0]) == 2.0  # a view into the buffer array
+    opt = mg.SGD(model, lr=0.1)
+    model.backward(backend.standard_normal((4, 2)))
+    opt.step()
+    assert float(model.buffers[0]) == 2.0  # the optimizer updates parameters only
+    state = model.state_dict()
+    assert set(state) == {"0.W", "0.b", "1.s", "1.seen"} and state["1.seen"].tolist() == [2.0]
+    other = mg.Sequential([mg.Dense(3, 2), RunningScale()], backend=backend)
+    other.load_state_dict(state)
+    assert np.array_equal(backend.to_numpy(other.buffers), backend.to_numpy(model.buffers))
+    assert np.array_equal(backend.to_numpy(other.params), backend.to_numpy(model.params))
+    with pytest.raises(ValueError, match=r"missing \['1.seen'\]"):
+        other.load_state_dict({name: value for name, value in state.items() if name != "1.seen"})
+
+
+def test_train_and_eval_switch_every_layer_and_row_independence(backend):
+    model = mg.Sequential([mg.Dense(3, 2), RunningScale(), mg.ReLU()], backend=backend)
+    assert model.training and not model.rows_independent
+    assert model.eval() is model
+    assert not model.training and all(not layer.training for layer in model.layers)
+    assert model.rows_independent
+    model.forward(backend.standard_normal((4, 3)))
+    assert float(model.layers[1].seen[0]) == 0.0  # evaluation mode leaves the buffer alone
+    model.train()
+    assert all(layer.training for layer in model.layers) and not model.rows_independent
+    assert make_mlp(backend).rows_independent
+
+
+@pytest.mark.parametrize("param_grads, accumulate, expected", [
+    (True, True, "add"), (True, False, "write"), (False, True, "skip"), (False, False, "skip")])
+def test_the_public_keywords_map_to_one_grads_mode(backend, param_grads, accumulate, expected):
+    seen = []
+
+    class Spy(mg.ReLU):
+        def backward(self, dy, grads="add", input_grad=True):
+            seen.append((grads, input_grad))
+            return super().backward(dy, grads, input_grad)
+
+    model = mg.Sequential([mg.Dense(3, 3), Spy()], backend=backend)
+    model.forward(backend.standard_normal((2, 3)))
+    model.backward(backend.standard_normal((2, 3)), param_grads=param_grads, accumulate=accumulate,
+                   input_grad=False)
+    assert seen == [(expected, True)]
+
+
+def test_config_round_trip_rebuilds_image_models(backend):
+    model = mg.Sequential([mg.Flatten(), mg.Dense(12, 6), mg.LeakyReLU(0.2), mg.Reshape((3, 2))],
+                          backend=backend, input_shape=(2, 3, 2))
+    rebuilt = mg.Sequential.from_config(model.config(), backend=backend)
+    assert rebuilt.config() == model.config() and rebuilt.shapes == model.shapes
+    legacy = mg.Sequential.from_config(make_mlp(backend).config()["layers"], backend=backend)
+    assert legacy.input_shape == (4,)  # minigan 0.1 saved a bare list of layers

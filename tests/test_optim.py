@@ -197,17 +197,11 @@ def test_matches_torch(name):
             np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-13, atol=1e-300)
 
 
-def test_every_optimizer_has_a_fused_kernel():
-    cupy = pytest.importorskip("cupy")  # builds the kernels; compiling them needs a device
-    from minigan import kernels
-    for optimizer in (mg.SGD, mg.Adam, mg.RMSProp):
-        assert isinstance(kernels.fused_update(optimizer.kernel_name), cupy.ElementwiseKernel)
-
-
 @pytest.mark.skipif(not mg.cuda_available(), reason="needs CuPy and a CUDA device")
-@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_fused_kernel_matches_the_array_path(name, dtype, rtol):
+def test_fused_kernel_matches_the_array_path(name, dtype):
+    """Bit for bit, state included (SGD without momentum leaves its buffer untouched on both)."""
     make, _ = OPTIMIZERS[name]
     backend = mg.get_backend("cupy", dtype, seed=0)
     fused_model, grads = model_and_gradients(backend)
@@ -220,9 +214,7 @@ def test_fused_kernel_matches_the_array_path(name, dtype, rtol):
         plain_model.grads[...] = backend.asarray(g)
         fused.step()
         plain.step()
-    np.testing.assert_allclose(backend.to_numpy(fused_model.params), backend.to_numpy(plain_model.params),
-                               rtol=rtol, atol=rtol * 1e-2)
+    np.testing.assert_array_equal(backend.to_numpy(fused_model.params), backend.to_numpy(plain_model.params))
     for state in fused.state_names:
-        if name != "sgd":  # plain SGD without momentum keeps no momentum buffer
-            np.testing.assert_allclose(backend.to_numpy(getattr(fused, state)),
-                                       backend.to_numpy(getattr(plain, state)), rtol=rtol, atol=rtol * 1e-2)
+        np.testing.assert_array_equal(backend.to_numpy(getattr(fused, state)),
+                                      backend.to_numpy(getattr(plain, state)), err_msg=state)

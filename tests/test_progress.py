@@ -1,7 +1,7 @@
-"""minigan.progress.progress_bar: tqdm when wanted and installed, the plain iterable otherwise."""
+"""minigan.run.progress.progress_bar: tqdm when wanted and installed, the plain iterable otherwise."""
 import sys
 
-from minigan.progress import progress_bar
+from minigan.run.progress import progress_bar
 
 
 def test_disabled_gives_back_the_iterable_or_none():

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .backend import Backend
-from .gan import GAN
-from .layers import Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
-from .model import Sequential
-from .objectives import OBJECTIVES
-from .optim import Adam, Optimizer, RMSProp
+from ..backend import Backend
+from ..gan import GAN
+from ..layers import Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..model import Sequential
+from ..objectives import OBJECTIVES
+from ..optim import Adam, Optimizer, RMSProp
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": lambda: LeakyReLU(0.2), "tanh": Tanh}
 OUTPUTS = {"linear": None, "sigmoid": Sigmoid, "tanh": Tanh}
@@ -41,6 +41,7 @@ class Preset:
     pack: int = 1                            # PacGAN packing degree
     label_smoothing: float = 0.0
     init: str = "he"
+    blas_threads: int | None = 1             # BLAS threads for this recipe's products (docs/benchmarks.md)
 
     def with_overrides(self, **overrides: Any) -> "Preset":
         """A copy with the non-None `overrides` applied."""
@@ -118,3 +119,10 @@ def _optimizer(preset: Preset, model: Sequential) -> Optimizer:
     if preset.optimizer == "rmsprop":
         return RMSProp(model, lr=preset.lr)
     raise ValueError(f"optimizer must be adam, rmsprop or paper, got {preset.optimizer!r}")
+
+
+def build_model(family: str, preset: Preset, features: int, backend: Backend) -> GAN:
+    """The model family `family` ("gan") built from `preset` for data with `features` values."""
+    if family == "gan":
+        return build_gan(preset, features, backend)
+    raise ValueError(f"unknown model family {family!r}; known: ['gan']")

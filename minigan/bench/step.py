@@ -5,8 +5,8 @@ For each (batch size, hidden width) cell on the `seed` preset's shape
 milliseconds of `GAN.train_step` (float32) after warm-up, and the *roofline*: the time the
 step's matrix products alone take at the same shapes on the same backend, in the same
 run. The roofline share (products / step) says how much of the step is spent outside
-BLAS. The PyTorch reference (`bench_torch`) runs only when asked for, in a child process.
-The table, the plot and `minigan bench` itself are in `bench_report`.
+BLAS. The PyTorch reference (`minigan.bench.torch_reference`) runs only when asked for, in a child process.
+The table, the plot and `minigan bench` itself are in `minigan.bench.report`.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backend import Backend, BackendUnavailableError, get_backend
-from .presets import PRESETS, build_gan
-from .progress import progress_bar
+from ..backend import Backend, BackendUnavailableError, get_backend
+from ..run.presets import PRESETS, build_gan
+from ..run.progress import progress_bar
 
 LATENT, FEATURES = 100, 784
 
@@ -226,7 +226,7 @@ def run_grid(batches: list[int], hiddens: list[int], backends: list[str], torch:
 
 
 class TorchWorker:
-    """The PyTorch reference in a child process (`python -m minigan.bench_torch`), so that
+    """The PyTorch reference in a child process (`python -m minigan.bench.torch_reference`), so that
     PyTorch's threads never run while minigan is timed; one JSON request and reply a line."""
 
     def __init__(self, process: subprocess.Popen, devices: list[str]):
@@ -237,7 +237,7 @@ class TorchWorker:
         """Starts the worker; (None, [why]) when PyTorch is not installed or fails to start."""
         if importlib.util.find_spec("torch") is None:
             return None, ["torch: skipped (not installed; pip install torch==2.13.0 for the CPU build)"]
-        process = subprocess.Popen([sys.executable, "-m", "minigan.bench_torch"], stdin=subprocess.PIPE,
+        process = subprocess.Popen([sys.executable, "-m", "minigan.bench.torch_reference"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         hello = process.stdout.readline()
         if not hello:

@@ -1,7 +1,7 @@
 """The PyTorch reference of the benchmark: the same networks and the same step semantics.
 
 Run only when the benchmark is asked for the reference (`minigan bench --torch`), and
-then as a child process (`python -m minigan.bench_torch`) that answers one JSON request
+then as a child process (`python -m minigan.bench.torch_reference`) that answers one JSON request
 per line, so that PyTorch's threads never compete with NumPy's BLAS threads while minigan
 is being timed; minigan itself never needs PyTorch. The step follows DESIGN.md: one noise batch, D
 updated on real + fake (fake detached), then G updated through the *updated* D, with
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .bench import FEATURES, LATENT, STEP_WARMUP_S, median_ms, roofline_ms
+from .step import FEATURES, LATENT, STEP_WARMUP_S, median_ms, roofline_ms
 
 
 def _torch() -> Any:

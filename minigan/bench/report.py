@@ -1,14 +1,15 @@
 """The step benchmark's outputs: the markdown table, the scaling plot, and `minigan bench`.
 
-The measurements themselves live in `minigan.bench`.
+The measurements themselves live in `minigan.bench.step`; the flags are defined by the
+command line (`minigan.run.cli`), which imports this module only when `minigan bench` runs.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .bench import BenchResult, run_grid
-from .files import atomic_write_json
+from .step import BenchResult, run_grid
+from ..files import atomic_write_json
 
 
 def format_table(results: list[BenchResult]) -> str:
@@ -26,30 +27,8 @@ def format_table(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
-def add_bench_parser(subparsers: Any) -> None:
-    """Adds `minigan bench` to the command line."""
-    parser = subparsers.add_parser("bench", help="time the training step per backend (and PyTorch)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024, 4096])
-    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--backends", nargs="+", default=["numpy", "cupy"], choices=["numpy", "cupy"])
-    parser.add_argument("--torch", action="store_true", help="add the PyTorch reference (CPU, and CUDA "
-                        "when present); needs torch installed")
-    parser.add_argument("--repeats", type=int, default=20, help="timed steps per cell and round")
-    parser.add_argument("--rounds", type=int, default=3, help="passes over the grid, implementations "
-                        "alternating; the median over rounds is reported")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (kernel compilation)")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--plot", metavar="FILE.png", help="also draw steps/s against batch size")
-    parser.add_argument("--no-progress", action="store_true")
-
-
 def run_bench(args: Any) -> int:
     """`minigan bench`: runs the grid, prints the table and the notes, writes JSON / PNG."""
-    for name in ("batch_sizes", "hidden"):
-        if any(value < 1 for value in getattr(args, name)):
-            raise ValueError(f"--{name.replace('_', '-')} values must be positive")
-    if args.repeats < 1 or args.rounds < 1 or args.warmup < 0:
-        raise ValueError("--repeats and --rounds must be >= 1 and --warmup >= 0")
     results, notes = run_grid(args.batch_sizes, args.hidden, args.backends, args.torch,
                               args.repeats, args.warmup, args.rounds, progress=not args.no_progress)
     print(format_table(results))
@@ -65,7 +44,7 @@ def run_bench(args: Any) -> int:
 def save_scaling_plot(path: str, results: list[BenchResult]) -> Path:
     """Steps/s against batch size, one line per (implementation, device, hidden width): one
     colour per hidden width, solid for minigan, dashed for PyTorch; square markers on CUDA."""
-    from .plots import save_line_plot
+    from ..plots import save_line_plot
     series: dict[str, tuple[list[float], list[float]]] = {}
     styles: dict[str, dict[str, str]] = {}
     widths = sorted({r.hidden for r in results})

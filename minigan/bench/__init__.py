@@ -1,0 +1,1 @@
+"""Benchmark code, imported only by `minigan bench` and the scripts in benchmarks/."""

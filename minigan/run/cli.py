@@ -1,0 +1,180 @@
+"""The command line: `minigan train | sample | eval | bench` (also `python -m minigan`).
+
+Every expected failure (bad arguments, missing or corrupt files, an unavailable
+backend, a diverged run) prints one line, `minigan: error: ...`, and exits with 2;
+Ctrl-C exits with 130 (during training, after saving a checkpoint of the current step).
+The benchmark code is imported only when `minigan bench` runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..backend import BACKEND_NAMES, BackendUnavailableError, get_backend
+from ..checkpoint import load_checkpoint, read_config
+from ..files import atomic_write
+from .config import RunConfig, add_arguments, from_arguments
+from .loop import TrainingDiverged, TrainingInterrupted, train
+
+EXPECTED_ERRORS = (ValueError, FileNotFoundError, ImportError, BackendUnavailableError,
+                   TrainingDiverged, OSError)
+INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and no usage dump."""
+
+    def error(self, message: str) -> None:
+        raise SystemExit(_fail(f"{self.prog}: {message}"))
+
+
+def _fail(message: str, status: int = 2) -> int:
+    print(f"minigan: error: {message}", file=sys.stderr)
+    return status
+
+
+def _int_at_least(minimum: int) -> Any:
+    """An argparse type: an int >= minimum."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1)
+
+
+def _add_train(subparsers: Any) -> None:
+    parser = subparsers.add_parser("train", help="train a model (default: a GAN on ring8, under a minute)")
+    add_arguments(parser)
+    parser.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR "
+                        "(only --steps, --out and --no-progress apply)")
+
+
+def _add_checkpoint_reader(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--backend", choices=BACKEND_NAMES, help="default: as recorded")
+    return parser
+
+
+def _add_bench(subparsers: Any) -> None:
+    parser = subparsers.add_parser("bench", help="time the training step per backend (and PyTorch)")
+    parser.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=[64, 256, 1024, 4096])
+    parser.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 1024])
+    parser.add_argument("--backends", nargs="+", default=["numpy", "cupy"], choices=["numpy", "cupy"])
+    parser.add_argument("--torch", action="store_true", help="add the PyTorch reference (CPU, and CUDA "
+                        "when present); needs torch installed")
+    parser.add_argument("--repeats", type=_positive_int, default=20, help="timed steps per cell and round")
+    parser.add_argument("--rounds", type=_positive_int, default=3, help="passes over the grid, "
+                        "implementations alternating; the median over rounds is reported")
+    parser.add_argument("--warmup", type=_int_at_least(0), default=5, help="untimed steps first")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw steps/s against batch size")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `minigan` argument parser with its subcommands."""
+    parser = OneLineParser(prog="minigan", description="A from-scratch generative-model library: "
+                           "train, sample, evaluate and benchmark hand-written models.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _add_train(subparsers)
+    sample = _add_checkpoint_reader(subparsers, "sample", "draw samples from a checkpoint")
+    sample.add_argument("--n", type=_positive_int, default=64)
+    sample.add_argument("--out", required=True, help="FILE.png (a picture) or FILE.npy (the array)")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    evaluate = _add_checkpoint_reader(subparsers, "eval", "print a checkpoint's quality metrics")
+    evaluate.add_argument("--n", type=_positive_int, default=2500, help="samples to evaluate")
+    evaluate.add_argument("--data-dir", help="directory of the IDX files (default: as recorded)")
+    _add_bench(subparsers)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, dict]:
+    backend = None
+    if args.backend is not None:
+        recorded = read_config(args.checkpoint)["backend"]
+        backend = get_backend(args.backend, recorded["dtype"], recorded["seed"])
+    return load_checkpoint(args.checkpoint, backend)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = from_arguments(args)
+    metrics = train(config, resume=args.resume)
+    out = Path(config.out or args.resume or config.output_dir())
+    files = metrics.pop("files")
+    print(json.dumps(metrics))
+    print(f"wrote {out}/{files[0]}, {', '.join(files[1:])}")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npy"):
+        raise ValueError(f"--out must end in .png or .npy, got {out.name}")
+    model, extra = _load(args)
+    noise = np.random.default_rng(args.seed).standard_normal((args.n, model.latent_dim))
+    samples = model.backend.to_numpy(model.sample(args.n, noise))
+    if out.suffix == ".npy":
+        atomic_write(out, lambda file: np.save(file, samples))
+    else:
+        _save_sample_picture(out, samples.reshape(args.n, -1), extra)
+    print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def _save_sample_picture(out: Path, samples: np.ndarray, extra: dict) -> None:
+    from .. import plots
+    from ..data import MIXTURES
+    data = extra.get("config", {}).get("data")
+    if samples.shape[1] == 2:
+        mixture = MIXTURES.get(data)
+        plots.save_scatter(out, samples, None if mixture is None else mixture.modes,
+                           std=None if mixture is None else mixture.std)
+    else:
+        side = int(round(samples.shape[1] ** 0.5))
+        if side * side != samples.shape[1]:
+            raise ValueError(f"cannot draw {samples.shape[1]}-feature samples as square images; use .npy")
+        plots.save_image_grid(out, np.clip(samples, 0, 1), (side, side))
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .realdata import RealData
+    model, extra = _load(args)
+    if "config" not in extra:
+        raise ValueError(f"{args.checkpoint} records no training data set, so it cannot be evaluated")
+    config = RunConfig.from_record(extra["config"])
+    data = RealData(config.data, config.batch_size, config.seed, args.data_dir or config.data_dir)
+    print(json.dumps(evaluate(model, data, args.n, config.seed), indent=2))
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from ..bench.report import run_bench as bench
+    return bench(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        handler = {"train": run_train, "sample": run_sample, "eval": run_eval, "bench": run_bench}[args.command]
+        return handler(args)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    except TrainingInterrupted as interrupted:
+        return _fail(str(interrupted), INTERRUPTED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", INTERRUPTED)
+    except EXPECTED_ERRORS as error:
+        return _fail(str(error))

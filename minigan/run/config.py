@@ -1,0 +1,133 @@
+"""`RunConfig`: everything a training run needs, in one dataclass.
+
+The command line's `train` flags are made from its fields (their `help` metadata), a
+preset fills every field left at None, and `asdict(config.resolved())` is the record a
+checkpoint keeps, from which `--resume` and `eval` rebuild the run.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..backend import BACKEND_NAMES, DTYPES
+from ..data import MIXTURES
+from ..objectives import OBJECTIVES
+from .presets import PRESETS, Preset
+
+DATA_NAMES = (*MIXTURES, "digits", "idx")
+MODEL_NAMES = ("gan",)
+
+
+def _option(default: Any, help: str, **cli: Any) -> Any:
+    """A dataclass field with its command-line help (and argparse options) as metadata."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+@dataclass
+class RunConfig:
+    """A training run. None means "the preset's value"."""
+
+    model: str = _option("gan", "model family", choices=MODEL_NAMES)
+    data: str = _option("ring8", "data set (ring8 | grid25: 2-D mixtures; digits: 8x8 digits; "
+                        "idx: Fashion-MNIST IDX files)", choices=DATA_NAMES)
+    data_dir: str | None = _option(None, "directory of the IDX files for --data idx "
+                                   "(default $MINIGAN_DATA, else /usr/share/datasets/fashion-mnist)")
+    preset: str | None = _option(None, "architecture and hyper-parameters (default: the preset named "
+                                 "after --data; best: the best configuration measured for --data)",
+                                 choices=("best", *sorted(PRESETS)))
+    loss: str | None = _option(None, "GAN objective (default: the preset's; another loss brings its "
+                               "paper optimizer and critic steps)", choices=sorted(OBJECTIVES))
+    pack: int | None = _option(None, "PacGAN packing: D sees this many samples at once", type=int)
+    steps: int | None = _option(None, "total training steps (a resumed run continues to it)", type=int)
+    batch_size: int | None = _option(None, "examples per step", type=int)
+    lr: float | None = _option(None, "learning rate of every optimizer", type=float)
+    seed: int = _option(0, "seed of the weights, the noise and the batch order", type=int)
+    backend: str = _option("numpy", "array backend (auto: cupy when a CUDA device is present)",
+                           choices=BACKEND_NAMES)
+    dtype: str = _option("float32", "float32 to train, float64 to study and cross-check a run",
+                         choices=tuple(DTYPES))
+    blas_threads: int | None = _option(None, "BLAS threads (default: the preset's, measured fastest)",
+                                       type=int)
+    out: str | None = _option(None, "output directory (default runs/<data>)")
+    log_every: int = _option(10, "one history row every this many steps", type=int)
+    checkpoint_every: int = _option(1000, "a checkpoint every this many steps (and at the end)", type=int)
+    eval_samples: int = _option(2500, "samples drawn for the final metrics", type=int)
+    progress: bool = _option(True, "show a progress bar")
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first nonsensical value."""
+        for item in fields(self):
+            choices = item.metadata.get("choices")
+            value = getattr(self, item.name)
+            if choices and value is not None and value not in choices:
+                raise ValueError(f"{item.name} must be one of {list(choices)}, got {value!r}")
+        if self.preset == "best" and f"{self.data}-best" not in PRESETS:
+            best = sorted(name[:-5] for name in PRESETS if name.endswith("-best"))
+            raise ValueError(f"there is no best preset for {self.data}; data sets with one: {best}")
+        for name in ("steps", "batch_size", "pack", "blas_threads", "log_every", "checkpoint_every",
+                     "eval_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def resolved_preset(self) -> Preset:
+        """The preset with this configuration's overrides applied."""
+        name = self.preset or self.data
+        preset = PRESETS[f"{self.data}-best" if name == "best" else name]
+        if self.loss is not None and self.loss != preset.loss:
+            # The preset's optimizer settings were tuned for its own loss.
+            preset = replace(preset, loss=self.loss, optimizer="paper", lr=None, d_steps=None,
+                             label_smoothing=0.0)
+        return preset.with_overrides(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                                     pack=self.pack, blas_threads=self.blas_threads)
+
+    def resolved(self) -> "RunConfig":
+        """A copy with every None filled in from the preset, as saved in checkpoints."""
+        preset = self.resolved_preset()
+        return replace(self, preset=self.preset or self.data, loss=preset.loss, steps=preset.steps,
+                       batch_size=preset.batch_size, lr=preset.lr, pack=preset.pack,
+                       blas_threads=preset.blas_threads, out=str(self.output_dir()))
+
+    def output_dir(self) -> Path:
+        """Where the run writes its files."""
+        return Path(self.out if self.out is not None else Path("runs") / self.data)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "RunConfig":
+        """The configuration a checkpoint recorded (any minigan version: fields added
+        since take their defaults); ValueError naming unknown fields."""
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ValueError(f"the checkpoint's run configuration has unknown fields {unknown}")
+        return cls(**record)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-serialisable dictionary `from_record` reads."""
+        return asdict(self)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per `RunConfig` field (`--batch-size`, ...; `--no-progress` for the bool)."""
+    for item in fields(RunConfig):
+        options = dict(item.metadata)
+        flag = "--" + item.name.replace("_", "-")
+        if item.type == "bool" or isinstance(item.default, bool):
+            parser.add_argument(f"--no-{item.name.replace('_', '-')}", dest=item.name, action="store_false",
+                                help=f"do not {options['help']}")
+            continue
+        default = None if item.default is MISSING else item.default
+        suffix = f" (default {default})" if default is not None and "default" not in options["help"] else ""
+        parser.add_argument(flag, default=default, **{**options, "help": options["help"] + suffix})
+
+
+def from_arguments(args: argparse.Namespace) -> RunConfig:
+    """The `RunConfig` of parsed `add_arguments` flags."""
+    return RunConfig(**{item.name: getattr(args, item.name) for item in fields(RunConfig)})

@@ -1,0 +1,192 @@
+"""The training loop: one loop for any model family (`minigan.trainable.Trainable`).
+
+`train(RunConfig(...))` builds (or resumes) a model, trains it and writes to the output
+directory: `checkpoint.npz`, `history.csv` (the step statistics), `metrics.json`,
+`samples.png` and `losses.png`. Real batches are a pure function of (seed, batch index)
+and the noise comes from the checkpointed generator, so a resumed run is bit-identical
+to one that never stopped. The loop owns the progress bar, the history, periodic and
+final checkpoints, the NaN guard (no NumPy warning reaches the terminal; divergence is
+one error naming the step and the statistic, and the last good checkpoint is kept) and
+Ctrl-C (the current step finishes, a checkpoint is written, `TrainingInterrupted`).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..backend import get_backend
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..files import atomic_write, atomic_write_json
+from .config import RunConfig
+from .evaluate import evaluate
+from .pictures import write_pictures
+from .presets import build_model
+from .progress import progress_bar
+from .realdata import RealData
+from .threads import blas_threads
+
+
+class TrainingDiverged(RuntimeError):
+    """A statistic or a parameter became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; a checkpoint of the last completed step was written."""
+
+    def __init__(self, step: int, out: Path):
+        super().__init__(f"interrupted at step {step}; checkpoint saved in {out}/checkpoint.npz, "
+                         f"continue with --resume {out}")
+        self.step, self.out = step, out
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[list[bool]]:
+    """Inside the block a first Ctrl-C only sets flag[0] (the caller finishes its step and
+    stops cleanly); a second one interrupts at once. Outside the main thread: no effect."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def request_stop(signum: int, frame: Any) -> None:
+        flag[0] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def read_history(path: Path, up_to_step: int) -> list[dict[str, float]]:
+    """The rows of history.csv up to `up_to_step` ([] when there is no file)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as file:
+        rows = [{key: int(value) if key == "step" else float(value) for key, value in row.items()}
+                for row in csv.DictReader(file)]
+    return [row for row in rows if row["step"] <= up_to_step]
+
+
+def write_history(path: Path, columns: tuple[str, ...], history: list[dict[str, float]]) -> None:
+    """Writes history.csv atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows({key: row[key] for key in columns} for row in history)
+    atomic_write(path, lambda file: file.write(text.getvalue().encode()))
+
+
+def _resume(config: RunConfig, resume: str) -> tuple[RunConfig, Any, dict[str, float]]:
+    """The saved run's configuration (with the new steps, out, progress), model and base lrs."""
+    model, extra = load_checkpoint(Path(resume) / "checkpoint.npz")
+    if "config" not in extra:
+        raise ValueError(f"{resume}/checkpoint.npz records no training run, so it cannot be resumed")
+    saved = RunConfig.from_record(extra["config"])
+    config = RunConfig.from_record({**extra["config"], "steps": config.steps or saved.steps,
+                                    "out": config.out or str(resume), "progress": config.progress})
+    base_lr = extra["base_lr"]
+    if isinstance(base_lr, list):  # minigan 0.1 saved [D's, G's]
+        base_lr = {"d_opt": base_lr[0], "g_opt": base_lr[1]}
+    return config, model, base_lr
+
+
+def _finite(model: Any) -> bool:
+    return all(bool(model.backend.xp.isfinite(net.params).all()) for net in model.models.values())
+
+
+def train(config: RunConfig, resume: str | None = None) -> dict[str, Any]:
+    """Trains (or resumes) a run and writes its files; returns the final metrics.
+
+    Args:
+        config: the run; with `resume`, only its steps, out and progress are used.
+        resume: a directory holding a previous run's checkpoint.npz to continue from.
+
+    Raises:
+        TrainingDiverged: a NaN or infinity (the last good checkpoint is kept).
+        TrainingInterrupted: Ctrl-C (a checkpoint at the current step is written).
+    """
+    config.validate()
+    model = None
+    if resume is not None:
+        config, model, base_lr = _resume(config, resume)
+    config = config.resolved()
+    preset = config.resolved_preset()
+    with blas_threads(preset.blas_threads):
+        data = RealData(config.data, preset.batch_size, config.seed, config.data_dir)
+        if model is None:
+            backend = get_backend(config.backend, config.dtype, config.seed)
+            model = build_model(config.model, preset, data.features, backend)
+            base_lr = {name: optimizer.lr for name, optimizer in model.optimizers.items()}
+        out = config.output_dir()
+        out.mkdir(parents=True, exist_ok=True)
+        history = fit(model, data, config, preset, base_lr, out)
+        metrics = {"data": config.data, "steps": model.steps,
+                   **evaluate(model, data, config.eval_samples, config.seed)}
+        atomic_write_json(out / "metrics.json", metrics)
+        metrics["files"] = ["checkpoint.npz", "history.csv", "metrics.json",
+                            *write_pictures(model, data, out, history, config.seed)]
+    return metrics
+
+
+def fit(model: Any, data: RealData, config: RunConfig, preset: Any, base_lr: dict[str, float],
+        out: Path) -> list[dict[str, float]]:
+    """The loop itself: steps until `preset.steps`, with history, checkpoints, the NaN guard
+    and Ctrl-C; returns the history."""
+    columns = ("step", *model.stat_names)
+    history = read_history(out / "history.csv", model.steps)
+    extra = {"config": config.record(), "base_lr": base_lr}
+    last_saved = model.steps
+
+    def save() -> None:
+        nonlocal last_saved
+        save_checkpoint(out / "checkpoint.npz", model, extra)
+        write_history(out / "history.csv", columns, history)
+        last_saved = model.steps
+
+    bar = progress_bar(enabled=config.progress, total=preset.steps, initial=model.steps, unit="step",
+                       dynamic_ncols=True, leave=True)
+    try:
+        with deferred_interrupt() as stop, np.errstate(all="ignore"):
+            while model.steps < preset.steps:
+                if preset.lr_decay == "linear":  # from the base learning rate to 0 over the run
+                    remaining = 1 - model.steps / preset.steps
+                    for name, optimizer in model.optimizers.items():
+                        optimizer.lr = base_lr[name] * remaining
+                first = model.steps * model.batches_per_step
+                batches = [data.batch(first + i) for i in range(model.batches_per_step)]
+                stats = model.train_step(batches if len(batches) > 1 else batches[0])
+                bad = [name for name, value in stats.items() if not math.isfinite(value)]
+                if bad or (model.steps % config.checkpoint_every == 0 and not _finite(model)):
+                    what = f"{bad[0]} is {stats[bad[0]]}" if bad else "a parameter is not finite"
+                    raise TrainingDiverged(f"training diverged at step {model.steps}: {what}; the last "
+                                           f"good checkpoint (step {last_saved}) is kept in {out}; "
+                                           f"try a smaller --lr")
+                if model.steps % config.log_every == 0 or model.steps == preset.steps:
+                    history.append({"step": model.steps, **stats})
+                    if bar is not None:
+                        bar.set_postfix_str("  ".join(f"{key} {stats[key]:.3f}" for key in model.stat_names))
+                if bar is not None:
+                    bar.update(1)
+                if model.steps % config.checkpoint_every == 0:
+                    save()
+                if stop[0]:
+                    save()
+                    raise TrainingInterrupted(model.steps, out)
+            if not _finite(model):
+                raise TrainingDiverged(f"training diverged by step {model.steps}: a parameter is not "
+                                       f"finite; the last good checkpoint (step {last_saved}) is kept in {out}")
+            save()
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
