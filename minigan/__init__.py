@@ -1,17 +1,19 @@
 """minigan: a from-scratch generative-model library with hand-written forward and backward passes."""
 from . import gradcheck
 from .backend import Backend, BackendUnavailableError, cuda_available, get_backend
+from .conv import Conv2d, ConvTranspose2d
 from .gan import GAN
 from .layers import Dense, Flatten, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
 from .losses import BCEWithLogits, SoftmaxCrossEntropy
 from .model import Sequential
+from .norm import BatchNorm
 from .optim import SGD, Adam, Optimizer, RMSProp
 from .penalty import gradient_penalty
 from .trainable import Trainable
 from .version import __version__
 
 __all__ = [
-    "Adam", "BCEWithLogits", "GAN", "Backend", "BackendUnavailableError", "Dense", "Flatten", "Layer",
+    "Adam", "BCEWithLogits", "GAN", "Backend", "BackendUnavailableError", "BatchNorm", "Conv2d", "ConvTranspose2d", "Dense", "Flatten", "Layer",
     "LeakyReLU", "Optimizer", "RMSProp", "ReLU", "Reshape", "SGD", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "Trainable", "__version__", "cuda_available", "get_backend",
     "gradcheck", "gradient_penalty",

@@ -9,6 +9,10 @@ backward d_{k-1} = B_k(d_k, x_{k-1}) with d_K = 1 and g = d_0, and u = dP/dg:
 
   1. Through the backward pass, first layer to last, carrying a = dP/dd_k (a = u at d_0):
      Dense   (d_in = d_out W^T):     dW += a^T d_out;    a <- a W
+     Conv2d  (d_in = conv^T(d_out)): dW += conv weight gradient of (input a, output d_out);
+                                     a <- conv(a), without the bias (a convolution's second
+                                     derivative is a convolution again)
+     Flatten (d_in = reshape(d_out)): a <- a reshaped like d_out
      act. s  (d_in = d_out * s'(x)): a <- a * s'(x);     inject a * d_out * s''(x) at x
   2. Through the forward pass, last layer to first: an ordinary backward pass whose
      gradient starts at zero and receives the injected terms at each layer's input
@@ -18,18 +22,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layers import Dense, LeakyReLU, ReLU, Tanh
+from .conv import Conv2d
+from .layers import Dense, Flatten, LeakyReLU, ReLU, Reshape, Tanh
 
-SUPPORTED_LAYERS = (Dense, ReLU, LeakyReLU, Tanh)
+SUPPORTED_LAYERS = (Dense, Conv2d, Flatten, Reshape, ReLU, LeakyReLU, Tanh)
 
 
 def check_supported(critic: Any) -> None:
-    """Raises TypeError when the critic has a layer the penalty cannot differentiate twice."""
+    """ValueError when the critic has a layer the penalty cannot differentiate twice."""
     for index, layer in enumerate(critic.layers):
         if not isinstance(layer, SUPPORTED_LAYERS):
             names = ", ".join(cls.__name__ for cls in SUPPORTED_LAYERS)
-            raise TypeError(f"the gradient penalty supports critics made of {names} layers; "
-                            f"layer {index} is {type(layer).__name__}")
+            why = (" (the WGAN-GP paper drops BatchNorm from the critic: the penalty is per "
+                   "example, batch statistics couple the examples)" if not layer.rows_independent else "")
+            raise ValueError(f"the gradient penalty supports critics made of {names} layers; "
+                             f"layer {index} is {type(layer).__name__}{why}")
 
 
 def _activation_derivatives(layer: Any, xp: Any) -> tuple[Any, Any]:
@@ -43,10 +50,10 @@ def _activation_derivatives(layer: Any, xp: Any) -> tuple[Any, Any]:
 
 
 def gradient_penalty(critic: Any, x_hat: Any, weight: float = 10.0, eps: float = 1e-12) -> float:
-    """Computes the penalty at `x_hat` (N, features) and *adds* its gradient into critic.grads.
+    """Computes the penalty at `x_hat` (N, *input_shape) and *adds* its gradient into critic.grads.
 
     Args:
-        critic: a Sequential of Dense, ReLU, LeakyReLU and Tanh layers with one output.
+        critic: a Sequential of the SUPPORTED_LAYERS with one output.
         x_hat: the points where the input gradient's norm is penalised.
         weight: lambda, the penalty's weight (10 in Gulrajani et al.).
         eps: added inside the square root of the norm, so it never divides by zero.
@@ -61,8 +68,8 @@ def gradient_penalty(critic: Any, x_hat: Any, weight: float = 10.0, eps: float =
     grads_out[-1] = xp.ones_like(output)
     for k in range(len(layers) - 1, -1, -1):
         grads_out[k] = layers[k].backward(grads_out[k + 1], grads="skip")
-    g = grads_out[0]  # (N, features): grad_x D(x_hat_i), row by row
-    norms = xp.sqrt(xp.sum(g * g, axis=1, keepdims=True) + eps)  # (N, 1)
+    g = grads_out[0]  # (N, *shape): grad_x D(x_hat_i), example by example
+    norms = xp.sqrt(xp.sum(g * g, axis=tuple(range(1, g.ndim)), keepdims=True) + eps)  # (N, 1, ...)
     value = weight * float(xp.mean((norms - 1) ** 2))
     adjoint = g * (2 * weight / g.shape[0] * (norms - 1) / norms)  # u = dP/dg, (N, features)
 
@@ -71,6 +78,11 @@ def gradient_penalty(critic: Any, x_hat: Any, weight: float = 10.0, eps: float =
         if isinstance(layer, Dense):
             layer.dW += adjoint.T @ grads_out[k + 1]  # (in, out)
             adjoint = adjoint @ layer.W              # (N, out)
+        elif isinstance(layer, Conv2d):
+            layer.dW += layer.weight_gradient(adjoint, grads_out[k + 1])  # (kh, kw, in, out)
+            adjoint = layer.linear(adjoint)                                # (N, Ho, Wo, out)
+        elif isinstance(layer, (Flatten, Reshape)):
+            adjoint = adjoint.reshape(grads_out[k + 1].shape)
         else:
             first, second = _activation_derivatives(layer, xp)
             if second is not None:

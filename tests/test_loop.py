@@ -28,7 +28,7 @@ TINY = dict(batch_size=16, progress=False, eval_samples=50, log_every=1)
 
 def build(config):
     preset = config.resolved_preset()
-    return preset, presets.build_gan(preset, 2, mg.get_backend("numpy"))
+    return preset, presets.build_gan(preset, (2,), mg.get_backend("numpy"))
 
 
 def test_the_presets_own_loss_keeps_its_optimizer():

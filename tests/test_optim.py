@@ -1,5 +1,6 @@
 """Optimizers against the published update rules, written out element by element here,
-over several steps; state round trips; no allocation per step; bad hyper-parameters."""
+over several steps; state round trips; no allocation per step; bad hyper-parameters;
+agreement with PyTorch. Every test runs on each available backend (tests/conftest.py)."""
 import math
 import tracemalloc
 
@@ -65,6 +66,7 @@ def model_and_gradients(backend, seed=0):
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_update_matches_published_rule(backend, name):
+    """Six steps (one with zero gradients) give the published rule's parameters, to 1e-12."""
     make, reference = OPTIMIZERS[name]
     model, grads = model_and_gradients(backend)
     start = backend.to_numpy(model.params).copy()
@@ -79,6 +81,7 @@ def test_update_matches_published_rule(backend, name):
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_state_round_trip_resumes_exactly(backend, name):
+    """Saving model and optimizer state after 3 steps and resuming gives the same bits as 6 steps."""
     make, _ = OPTIMIZERS[name]
     straight, grads = model_and_gradients(backend)
     optimizer = make(straight)
@@ -102,21 +105,37 @@ def test_state_round_trip_resumes_exactly(backend, name):
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_step_allocates_no_temporaries(name):
-    backend = mg.get_backend("numpy", "float32")
+def test_step_allocates_no_temporaries(backend32, name):
+    """A step allocates (almost) no host memory, and on CuPy takes nothing from the device pool."""
+    backend = backend32
     model = mg.Sequential([mg.Dense(256, 512), mg.ReLU(), mg.Dense(512, 256)], backend=backend)
     optimizer = OPTIMIZERS[name][0](model)
     model.grads[...] = backend.standard_normal(model.grads.shape)
-    optimizer.step()
+    optimizer.step()  # the first step may set things up (CuPy compiles the fused kernel)
+    backend.synchronize()
     tracemalloc.start()
     optimizer.step()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 0.01 * model.params.nbytes, f"step allocated {peak} bytes"
+    if backend.name == "cupy":  # device temporaries would come from CuPy's memory pool
+        requests = []
+
+        class PoolRequests(backend.xp.cuda.MemoryHook):
+            name = "minigan_test_pool_requests"
+
+            def malloc_preprocess(self, **kwargs):
+                requests.append(kwargs["size"])
+
+        with PoolRequests():
+            optimizer.step()
+            backend.synchronize()
+        assert requests == [], f"step took {requests} bytes from the device memory pool"
 
 
-def test_updates_stay_float32():
-    backend = mg.get_backend("numpy", "float32")
+def test_updates_stay_float32(backend32):
+    """Parameters and optimizer state stay float32 on a float32 backend."""
+    backend = backend32
     for name, (make, _) in OPTIMIZERS.items():
         model, grads = model_and_gradients(backend)
         optimizer = make(model)
@@ -136,14 +155,16 @@ def test_updates_stay_float32():
     (lambda m: mg.Adam(m, eps=-1.0), "eps must be in"),
     (lambda m: mg.RMSProp(m, alpha=1.5), "alpha must be in"),
 ])
-def test_bad_hyper_parameters(make, words):
-    model = mg.Sequential([mg.Dense(2, 2)], backend=mg.get_backend("numpy"))
+def test_bad_hyper_parameters(backend, make, words):
+    """Each out-of-range hyper-parameter is refused with a message naming it."""
+    model = mg.Sequential([mg.Dense(2, 2)], backend=backend)
     with pytest.raises(ValueError, match=words):
         make(model)
 
 
-def test_load_state_dict_errors():
-    model = mg.Sequential([mg.Dense(2, 2)], backend=mg.get_backend("numpy"))
+def test_load_state_dict_errors(backend):
+    """A state without a buffer, or with a misshapen one, is refused with a message naming it."""
+    model = mg.Sequential([mg.Dense(2, 2)], backend=backend)
     adam = mg.Adam(model)
     with pytest.raises(ValueError, match="missing 'v_scaled'"):
         adam.load_state_dict({"m_scaled": np.zeros(6), "steps": 1})
@@ -151,50 +172,50 @@ def test_load_state_dict_errors():
         adam.load_state_dict({"m": np.zeros(5), "v": np.zeros(6), "steps": 1})
 
 
-def test_adam_accepts_torch_convention_moments():
+def test_adam_accepts_torch_convention_moments(backend):
     """State saved as torch's m and v (e.g. by earlier minigan checkpoints) resumes the same run."""
-    backend = mg.get_backend("numpy", "float64")
     straight, grads = model_and_gradients(backend)
     adam = mg.Adam(straight, lr=2e-2, betas=(0.8, 0.99))
     for g in grads:
-        straight.grads[...] = g
+        straight.grads[...] = backend.asarray(g)
         adam.step()
     first, _ = model_and_gradients(backend)
     first_adam = mg.Adam(first, lr=2e-2, betas=(0.8, 0.99))
     for g in grads[:3]:
-        first.grads[...] = g
+        first.grads[...] = backend.asarray(g)
         first_adam.step()
-    m, v = first_adam.moments()
-    resumed, _ = model_and_gradients(mg.get_backend("numpy", "float64", seed=5))
+    m, v = (backend.to_numpy(moment) for moment in first_adam.moments())  # saved: host arrays
+    resumed, _ = model_and_gradients(mg.get_backend(backend.name, "float64", seed=5))
     resumed.load_state_dict(first.state_dict())
     resumed_adam = mg.Adam(resumed, lr=2e-2, betas=(0.8, 0.99))
     resumed_adam.load_state_dict({"m": m, "v": v, "steps": np.array(3)})
     for g in grads[3:]:
-        resumed.grads[...] = g
+        resumed.grads[...] = backend.asarray(g)
         resumed_adam.step()
-    np.testing.assert_allclose(resumed.params, straight.params, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(backend.to_numpy(resumed.params), backend.to_numpy(straight.params),
+                               rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("name", ["sgd_momentum", "adam", "rmsprop"])
-def test_matches_torch(name):
+def test_matches_torch(backend, name):
+    """Six steps give torch.optim's parameters (1e-12), and Adam's buffers torch's moments."""
     torch = pytest.importorskip("torch")
-    backend = mg.get_backend("numpy", "float64")
     model, grads = model_and_gradients(backend)
-    tp = torch.tensor(model.params.copy(), requires_grad=True)
+    tp = torch.tensor(backend.to_numpy(model.params).copy(), requires_grad=True)
     torch_optimizer = {"sgd_momentum": lambda: torch.optim.SGD([tp], lr=0.05, momentum=0.9),
                        "adam": lambda: torch.optim.Adam([tp], lr=2e-2, betas=(0.5, 0.999), eps=1e-8),
                        "rmsprop": lambda: torch.optim.RMSprop([tp], lr=1e-2, alpha=0.9, eps=1e-8)}[name]()
     optimizer = OPTIMIZERS[name][0](model)
     for g in grads:
-        model.grads[...] = g
+        model.grads[...] = backend.asarray(g)
         optimizer.step()
         tp.grad = torch.tensor(g)
         torch_optimizer.step()
-    np.testing.assert_allclose(model.params, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(backend.to_numpy(model.params), tp.detach().numpy(), rtol=1e-12, atol=1e-14)
     if name == "adam":  # the rescaled buffers give back torch's moments
         state = torch_optimizer.state[tp]
         for ours, theirs in zip(optimizer.moments(), (state["exp_avg"], state["exp_avg_sq"])):
-            np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-13, atol=1e-300)
+            np.testing.assert_allclose(backend.to_numpy(ours), theirs.numpy(), rtol=1e-13, atol=1e-300)
 
 
 @pytest.mark.skipif(not mg.cuda_available(), reason="needs CuPy and a CUDA device")

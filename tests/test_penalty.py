@@ -1,7 +1,10 @@
 """The WGAN-GP penalty: its value against its definition, its parameter gradient (double
-backprop) against central differences over random critics, and the clear refusals."""
+backprop) against central differences over random critics, and the clear refusals.
+Every test runs on each available backend; the Hypothesis test takes it as a parameter
+(`BACKENDS`), since Hypothesis refuses function-scoped fixtures."""
 import numpy as np
 import pytest
+from conftest import BACKENDS
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,9 +16,10 @@ SUPPORTED = [mg.ReLU, lambda: mg.LeakyReLU(0.2), mg.Tanh]
 
 
 def reference_penalty(critic, x, weight, eps=1e-12):
-    """weight * mean((||grad_x D(x)|| - 1)^2), with the input gradient from a plain backward."""
+    """weight * mean((||grad_x D(x)|| - 1)^2), with the input gradient from a plain backward
+    (computed on the critic's backend, the formula on the host)."""
     output = critic.forward(x)
-    g = critic.backward(np.ones_like(output), param_grads=False)
+    g = critic.backend.to_numpy(critic.backward(critic.backend.xp.ones_like(output), param_grads=False))
     return weight * np.mean((np.sqrt(np.sum(g * g, axis=1) + eps) - 1) ** 2)
 
 
@@ -33,11 +37,13 @@ def critics(draw):
     return widths[0], layers
 
 
+@pytest.mark.parametrize("backend_name", BACKENDS)
 @given(critic=critics(), batch=st.integers(1, 8), seed=st.integers(0, 2**16),
        weight=st.sampled_from([1.0, 10.0]))
-def test_penalty_parameter_gradient(critic, batch, seed, weight):
+def test_penalty_parameter_gradient(backend_name, critic, batch, seed, weight):
+    """The penalty's value is its definition's; the gradient it adds matches central differences."""
     in_features, layers = critic
-    be = mg.get_backend("numpy", "float64", seed=seed)
+    be = mg.get_backend(backend_name, "float64", seed=seed)
     D = mg.Sequential(layers, backend=be, input_shape=(in_features,))
     D.params[...] += 0.5 * be.standard_normal(D.params.shape)
     x = be.standard_normal((batch, in_features))
@@ -49,41 +55,42 @@ def test_penalty_parameter_gradient(critic, batch, seed, weight):
     assert comparison.passed(), comparison
 
 
-def test_penalty_adds_to_existing_gradients():
-    be = mg.get_backend("numpy", "float64", seed=0)
-    D = mg.Sequential([mg.Dense(3, 5), mg.Tanh(), mg.Dense(5, 1)], backend=be)
-    x = be.standard_normal((4, 3))
+def test_penalty_adds_to_existing_gradients(backend):
+    """The penalty's gradient is added to what D.grads holds, not written over it."""
+    D = mg.Sequential([mg.Dense(3, 5), mg.Tanh(), mg.Dense(5, 1)], backend=backend)
+    x = backend.standard_normal((4, 3))
     D.zero_grad()
     gradient_penalty(D, x, 10.0)
-    alone = D.grads.copy()
+    alone = backend.to_numpy(D.grads).copy()
     D.grads[...] = 1.0
     gradient_penalty(D, x, 10.0)
-    np.testing.assert_allclose(D.grads, alone + 1.0, rtol=1e-13)
+    np.testing.assert_allclose(backend.to_numpy(D.grads), alone + 1.0, rtol=1e-13)
 
 
-def test_zero_input_gradient_stays_finite():
-    be = mg.get_backend("numpy", "float64", seed=0)
-    D = mg.Sequential([mg.Dense(3, 4), mg.ReLU(), mg.Dense(4, 1)], backend=be)
+def test_zero_input_gradient_stays_finite(backend):
+    """With a zero input gradient the norm is sqrt(eps): a finite value and finite gradients."""
+    D = mg.Sequential([mg.Dense(3, 4), mg.ReLU(), mg.Dense(4, 1)], backend=backend)
     D.params[...] = 0.0  # grad_x D = 0 everywhere: the norm is sqrt(eps)
     D.zero_grad()
-    value = gradient_penalty(D, be.standard_normal((5, 3)), 10.0)
+    value = gradient_penalty(D, backend.standard_normal((5, 3)), 10.0)
     assert value == pytest.approx(10.0 * (1 - 1e-6) ** 2)
-    assert np.all(np.isfinite(D.grads))
+    assert np.all(np.isfinite(backend.to_numpy(D.grads)))
 
 
-def test_unsupported_layers_are_refused():
-    be = mg.get_backend("numpy", "float64")
-    D = mg.Sequential([mg.Dense(3, 4), mg.Sigmoid(), mg.Dense(4, 1)], backend=be)
-    with pytest.raises(TypeError, match="layer 1 is Sigmoid"):
-        gradient_penalty(D, be.standard_normal((2, 3)))
-    G = mg.Sequential([mg.Dense(2, 3)], backend=be)
-    with pytest.raises(TypeError, match="supports critics made of Dense, ReLU, LeakyReLU, Tanh"):
+def test_unsupported_layers_are_refused(backend):
+    """A critic with a layer the penalty cannot differentiate twice is refused, naming it."""
+    D = mg.Sequential([mg.Dense(3, 4), mg.Sigmoid(), mg.Dense(4, 1)], backend=backend)
+    with pytest.raises(ValueError, match="layer 1 is Sigmoid"):
+        gradient_penalty(D, backend.standard_normal((2, 3)))
+    G = mg.Sequential([mg.Dense(2, 3)], backend=backend)
+    with pytest.raises(ValueError, match=r"supports critics made of Dense, .*ReLU, LeakyReLU, Tanh layers; "
+                                         r"layer 1 is Sigmoid"):
         mg.GAN(G, D, loss="wgan-gp")
 
 
-def test_float32_penalty_stays_float32():
-    be = mg.get_backend("numpy", "float32", seed=0)
-    D = mg.Sequential([mg.Dense(3, 4), mg.Tanh(), mg.Dense(4, 1)], backend=be)
+def test_float32_penalty_stays_float32(backend32):
+    """On a float32 backend the penalty's gradients are float32 (and not all zero)."""
+    D = mg.Sequential([mg.Dense(3, 4), mg.Tanh(), mg.Dense(4, 1)], backend=backend32)
     D.zero_grad()
-    gradient_penalty(D, be.standard_normal((5, 3)))
-    assert D.grads.dtype == np.float32 and np.any(D.grads != 0)
+    gradient_penalty(D, backend32.standard_normal((5, 3)))
+    assert D.grads.dtype == np.float32 and np.any(backend32.to_numpy(D.grads) != 0)

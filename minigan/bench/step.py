@@ -123,7 +123,7 @@ def roofline_ms(xp: Any, dtype: Any, batch: int, hidden: int, synchronize: Calla
 def seed_shaped_gan(backend: Backend, hidden: int) -> Any:
     """The `seed` preset's GAN with hidden width `hidden`."""
     preset = PRESETS["seed"].with_overrides(generator_hidden=(hidden,), discriminator_hidden=(hidden,))
-    return build_gan(preset, FEATURES, backend)
+    return build_gan(preset, (FEATURES,), backend)
 
 
 class MiniganCell:

@@ -8,6 +8,7 @@ The benchmark code is imported only when `minigan bench` runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -126,7 +127,7 @@ def run_sample(args: argparse.Namespace) -> int:
     if out.suffix == ".npy":
         atomic_write(out, lambda file: np.save(file, samples))
     else:
-        _save_sample_picture(out, samples.reshape(args.n, -1), extra)
+        _save_sample_picture(out, samples, extra)
     print(f"wrote {args.n} samples to {out}")
     return 0
 
@@ -135,6 +136,9 @@ def _save_sample_picture(out: Path, samples: np.ndarray, extra: dict) -> None:
     from .. import plots
     from ..data import MIXTURES
     data = extra.get("config", {}).get("data")
+    if "config" in extra and RunConfig.from_record(extra["config"]).resolved_preset().data_range == "symmetric":
+        samples = (samples + 1) / 2  # a tanh generator's [-1, 1] pixels
+    samples = samples.reshape(len(samples), -1)
     if samples.shape[1] == 2:
         mixture = MIXTURES.get(data)
         plots.save_scatter(out, samples, None if mixture is None else mixture.modes,
@@ -148,12 +152,14 @@ def _save_sample_picture(out: Path, samples: np.ndarray, extra: dict) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
-    from .realdata import RealData
+    from .realdata import real_data
     model, extra = _load(args)
     if "config" not in extra:
         raise ValueError(f"{args.checkpoint} records no training data set, so it cannot be evaluated")
     config = RunConfig.from_record(extra["config"])
-    data = RealData(config.data, config.batch_size, config.seed, args.data_dir or config.data_dir)
+    if args.data_dir:
+        config = dataclasses.replace(config, data_dir=args.data_dir)
+    data = real_data(config, config.resolved_preset())
     print(json.dumps(evaluate(model, data, args.n, config.seed), indent=2))
     return 0
 

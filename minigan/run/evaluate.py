@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from .. import metrics
 from ..classifier import FeatureClassifier
 from .realdata import RealData, evaluation_noise
@@ -14,8 +12,7 @@ from .realdata import RealData, evaluation_noise
 def evaluate(model: Any, data: RealData, n: int, seed: int = 0) -> dict[str, Any]:
     """Metrics of n samples drawn from the fixed evaluation noise of `seed`."""
     noise = evaluation_noise(model.latent_dim, n, seed)
-    samples = model.backend.to_numpy(model.sample(n, noise)).astype(np.float64)
-    samples = samples.reshape(n, -1)  # (n, features): the metrics read flat examples
+    samples = data.to_data_space(model.backend.to_numpy(model.sample(n, noise)))  # (n, features)
     if data.mixture is not None:
         return metrics.mode_stats(samples, data.mixture)
     dataset = data.dataset

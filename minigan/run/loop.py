@@ -30,7 +30,7 @@ from .evaluate import evaluate
 from .pictures import write_pictures
 from .presets import build_model
 from .progress import progress_bar
-from .realdata import RealData
+from .realdata import RealData, real_data
 from .threads import blas_threads
 
 
@@ -122,10 +122,10 @@ def train(config: RunConfig, resume: str | None = None) -> dict[str, Any]:
     config = config.resolved()
     preset = config.resolved_preset()
     with blas_threads(preset.blas_threads):
-        data = RealData(config.data, preset.batch_size, config.seed, config.data_dir)
+        data = real_data(config, preset)
         if model is None:
             backend = get_backend(config.backend, config.dtype, config.seed)
-            model = build_model(config.model, preset, data.features, backend)
+            model = build_model(config.model, preset, data.shape, backend)
             base_lr = {name: optimizer.lr for name, optimizer in model.optimizers.items()}
         out = config.output_dir()
         out.mkdir(parents=True, exist_ok=True)

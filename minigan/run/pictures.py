@@ -24,12 +24,12 @@ def write_pictures(model: Any, data: RealData, out: Path, history: list[dict[str
               f"({PLOTS_HINT})", file=sys.stderr)
         return []
     n = 2500 if data.mixture is not None else 100
-    samples = model.backend.to_numpy(model.sample(n, evaluation_noise(model.latent_dim, n, seed)))
+    samples = data.to_data_space(model.backend.to_numpy(model.sample(n, evaluation_noise(model.latent_dim, n, seed))))
     if data.mixture is not None:
         plots.save_scatter(out / "samples.png", samples, data.mixture.modes, std=data.mixture.std,
                            title=f"{data.name}: {n} samples after {model.steps} steps")
     else:
-        plots.save_image_grid(out / "samples.png", samples.reshape(n, -1), data.dataset.image_shape,
+        plots.save_image_grid(out / "samples.png", samples.clip(0, 1), data.dataset.image_shape,
                               title=f"{data.name}: samples after {model.steps} steps")
     written = ["samples.png"]
     if history:

@@ -1,4 +1,5 @@
-"""Presets: named architectures and hyper-parameters, and `build_gan`, which turns one into a GAN.
+"""Presets: named architectures and hyper-parameters, and `build_model`, which turns one
+into a model family for a data set.
 
 `seed` is the classic MLP of the original GAN tutorials (for 784-pixel images); the
 others are tuned for one data set each and are what `minigan train --data NAME` uses
@@ -6,18 +7,19 @@ when no preset is named.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..backend import Backend
 from ..gan import GAN
-from ..layers import Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from ..model import Sequential
 from ..objectives import OBJECTIVES
 from ..optim import Adam, Optimizer, RMSProp
+from .architectures import ACTIVATIONS, OUTPUTS, dcgan_discriminator, dcgan_generator, mlp
 
-ACTIVATIONS = {"relu": ReLU, "leaky_relu": lambda: LeakyReLU(0.2), "tanh": Tanh}
-OUTPUTS = {"linear": None, "sigmoid": Sigmoid, "tanh": Tanh}
+ARCHITECTURES = ("mlp", "dcgan")
+DATA_RANGES = ("unit", "symmetric")
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,10 @@ class Preset:
     """Architecture and optimisation settings of one training recipe."""
 
     latent_dim: int                          # width of the noise z
-    generator_hidden: tuple[int, ...]        # hidden widths of G
-    discriminator_hidden: tuple[int, ...]    # hidden widths of D
+    generator_hidden: tuple[int, ...]        # hidden widths of G (dcgan: channels, widest first)
+    discriminator_hidden: tuple[int, ...]    # hidden widths of D (dcgan: channels, narrowest first)
+    architecture: str = "mlp"                # mlp | dcgan (images as (H, W, C))
+    data_range: str = "unit"                 # unit: pixels in [0, 1]; symmetric: in [-1, 1] (tanh output)
     generator_activation: str = "relu"       # key of ACTIVATIONS
     discriminator_activation: str = "leaky_relu"
     output: str = "linear"                   # G's output layer: linear (2-D data) or sigmoid ([0, 1] images)
@@ -76,30 +80,36 @@ PRESETS: dict[str, Preset] = {
     "idx": Preset(latent_dim=100, generator_hidden=(256, 512, 1024), discriminator_hidden=(512, 256),
                   generator_activation="leaky_relu", output="sigmoid", lr_decay="linear",
                   batch_size=64, steps=15000),
+    # DCGAN (Radford et al. 2015) at 28x28, channels-last: G z -> Dense -> 7x7x128 -> BatchNorm ReLU
+    # -> ConvT 128->64 (k4 s2 p1) -> BatchNorm ReLU -> ConvT 64->1 -> tanh; D Conv 1->64 -> LeakyReLU
+    # -> Conv 64->128 -> BatchNorm LeakyReLU -> Dense -> 1; weights N(0, 0.02), Adam 2e-4 (0.5, 0.999).
+    "dcgan": Preset(latent_dim=100, generator_hidden=(128, 64), discriminator_hidden=(64, 128),
+                    architecture="dcgan", data_range="symmetric", output="tanh", init="normal",
+                    batch_size=64, steps=10000),
 }
 
 
-def _mlp(sizes: list[int], activation: str, output: str, init: str, backend: Backend) -> Sequential:
-    layers: list[Layer] = []
-    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(Dense(n_in, n_out, init=init))
-        if index < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
-    if OUTPUTS[output] is not None:
-        layers.append(OUTPUTS[output]())
-    return Sequential(layers, backend=backend)
-
-
-def build_gan(preset: Preset, features: int, backend: Backend) -> GAN:
-    """Builds G (latent -> features), D (pack * features -> 1 output) and their optimizers."""
+def build_gan(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> GAN:
+    """Builds G (latent -> one example of `data_shape`), D (pack examples -> 1 output) and
+    their optimizers. An MLP reads and writes flat examples; a DCGAN channels-last images."""
     for name, table in (("generator_activation", ACTIVATIONS), ("discriminator_activation", ACTIVATIONS),
-                        ("output", OUTPUTS)):
+                        ("output", OUTPUTS), ("architecture", ARCHITECTURES), ("data_range", DATA_RANGES)):
         if getattr(preset, name) not in table:
             raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(preset, name)!r}")
-    generator = _mlp([preset.latent_dim, *preset.generator_hidden, features],
-                     preset.generator_activation, preset.output, preset.init, backend)
-    discriminator = _mlp([features * preset.pack, *preset.discriminator_hidden, 1],
-                         preset.discriminator_activation, "linear", preset.init, backend)
+    if preset.architecture == "dcgan":
+        if len(data_shape) != 3:
+            raise ValueError(f"the dcgan architecture needs image data (H, W, C), got examples of shape {data_shape}")
+        generator = dcgan_generator(preset.latent_dim, preset.generator_hidden, data_shape, preset.output,
+                                    preset.init, backend)
+        packed = (*data_shape[:2], data_shape[2] * preset.pack)
+        discriminator = dcgan_discriminator(packed, preset.discriminator_hidden, preset.init, backend,
+                                            batch_norm=preset.loss != "wgan-gp")
+    else:
+        features = math.prod(data_shape)
+        generator = mlp([preset.latent_dim, *preset.generator_hidden, features],
+                        preset.generator_activation, preset.output, preset.init, backend)
+        discriminator = mlp([features * preset.pack, *preset.discriminator_hidden, 1],
+                            preset.discriminator_activation, "linear", preset.init, backend)
     loss_options = {"label_smoothing": preset.label_smoothing} if preset.label_smoothing else {}
     return GAN(generator, discriminator, loss=preset.loss, d_opt=_optimizer(preset, discriminator),
                g_opt=_optimizer(preset, generator), d_steps=preset.d_steps, pack=preset.pack,
@@ -121,8 +131,8 @@ def _optimizer(preset: Preset, model: Sequential) -> Optimizer:
     raise ValueError(f"optimizer must be adam, rmsprop or paper, got {preset.optimizer!r}")
 
 
-def build_model(family: str, preset: Preset, features: int, backend: Backend) -> GAN:
-    """The model family `family` ("gan") built from `preset` for data with `features` values."""
+def build_model(family: str, preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> GAN:
+    """The model family `family` ("gan") built from `preset` for examples of `data_shape`."""
     if family == "gan":
-        return build_gan(preset, features, backend)
+        return build_gan(preset, data_shape, backend)
     raise ValueError(f"unknown model family {family!r}; known: ['gan']")

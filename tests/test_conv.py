@@ -1,0 +1,180 @@
+"""Conv2d and ConvTranspose2d: gradients against central differences over random kernels,
+strides, paddings, channels and sizes; the transposed convolution as the exact adjoint of
+the convolution; PyTorch float64 as an independent oracle; shapes and clear errors."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigan as mg
+from minigan.conv import Conv2d, ConvTranspose2d, col2im, im2col
+from minigan.gradcheck import assert_gradients_close, check_model
+
+from conftest import BACKENDS
+
+
+@st.composite
+def geometries(draw):
+    """(kernel, stride, padding, in_channels, out_channels, height, width) of a valid conv."""
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    height = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 9))
+    width = draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 9))
+    return kernel, stride, padding, draw(st.integers(1, 4)), draw(st.integers(1, 4)), height, width
+
+
+def output_padding_for(height, width, kernel, stride, padding):
+    """The output_padding that makes the transposed conv map the conv's output back to (H, W)."""
+    return tuple((size + 2 * p - k) % s for size, k, s, p in zip((height, width), kernel, stride, padding))
+
+
+def randomised(model, backend, seed):
+    model.params[...] = backend.asarray(np.random.default_rng(seed).standard_normal(model.params.shape))
+    return model
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@given(geometry=geometries(), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_conv2d_gradients(backend_name, geometry, batch, seed):
+    kernel, stride, padding, c_in, c_out, height, width = geometry
+    be = mg.get_backend(backend_name, "float64", seed=seed)
+    model = randomised(mg.Sequential([Conv2d(c_in, c_out, kernel, stride, padding)], backend=be,
+                                     input_shape=(height, width, c_in)), be, seed)
+    assert_gradients_close(check_model(model, be.standard_normal((batch, height, width, c_in)), seed=seed))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@given(geometry=geometries(), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_conv_transpose2d_gradients(backend_name, geometry, batch, seed):
+    kernel, stride, padding, c_in, c_out, height, width = geometry
+    extra = output_padding_for(height, width, kernel, stride, padding)
+    layer = ConvTranspose2d(c_out, c_in, kernel, stride, padding, extra)
+    conv_out = Conv2d(c_in, c_out, kernel, stride, padding).output_shape((height, width, c_in))
+    be = mg.get_backend(backend_name, "float64", seed=seed)
+    model = randomised(mg.Sequential([layer], backend=be, input_shape=conv_out), be, seed)
+    assert model.output_shape == (height, width, c_in)
+    assert_gradients_close(check_model(model, be.standard_normal((batch, *conv_out)), seed=seed))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@given(geometry=geometries(), seed=st.integers(0, 2**16))
+def test_the_transposed_convolution_is_the_adjoint(backend_name, geometry, seed):
+    """<conv(x), y> == <x, conv_transpose(y)> with the weights W and W^T (channel axes
+    swapped), no bias; and im2col / col2im are adjoint too."""
+    kernel, stride, padding, c_in, c_out, height, width = geometry
+    be = mg.get_backend(backend_name, "float64", seed=seed)
+    conv = mg.Sequential([Conv2d(c_in, c_out, kernel, stride, padding)], backend=be,
+                         input_shape=(height, width, c_in))
+    extra = output_padding_for(height, width, kernel, stride, padding)
+    adjoint = mg.Sequential([ConvTranspose2d(c_out, c_in, kernel, stride, padding, extra)], backend=be,
+                            input_shape=conv.output_shape)
+    conv.layers[0].W[...] = be.standard_normal(conv.layers[0].W.shape)
+    adjoint.layers[0].W[...] = conv.layers[0].W.transpose(0, 1, 3, 2)
+    x = be.standard_normal((2, height, width, c_in))
+    y = be.standard_normal((2, *conv.output_shape))
+    left, right = float((conv.forward(x) * y).sum()), float((x * adjoint.forward(y)).sum())
+    assert abs(left - right) <= 1e-12 * max(1.0, abs(left))
+    padded = be.standard_normal((2, height + 2 * padding[0], width + 2 * padding[1], c_in))
+    cols = im2col(be.xp, padded, kernel, stride)
+    other = be.standard_normal(cols.shape)
+    left = float((cols * other).sum())
+    right = float((padded * col2im(be.xp, other, padded.shape, kernel, stride)).sum())
+    assert abs(left - right) <= 1e-12 * max(1.0, abs(left))
+
+
+def torch_conv(torch, layer, x, dy):
+    """torch's output, input gradient and weight/bias gradients, in minigan's layouts."""
+    tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    transposed = isinstance(layer, ConvTranspose2d)
+    tw = torch.tensor(np.ascontiguousarray(layer.W.transpose((2, 3, 0, 1) if transposed else (3, 2, 0, 1))),
+                      requires_grad=True)
+    tb = torch.tensor(np.array(layer.b), requires_grad=True)
+    if transposed:
+        ty = torch.nn.functional.conv_transpose2d(tx, tw, tb, layer.stride, layer.padding, layer.output_padding)
+    else:
+        ty = torch.nn.functional.conv2d(tx, tw, tb, layer.stride, layer.padding)
+    ty.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
+    back = (2, 3, 0, 1) if transposed else (2, 3, 1, 0)
+    return (ty.detach().numpy().transpose(0, 2, 3, 1), tx.grad.numpy().transpose(0, 2, 3, 1),
+            tw.grad.numpy().transpose(back), tb.grad.numpy())
+
+
+def relative(a, b):
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+@pytest.mark.parametrize("make, input_shape", [
+    (lambda: Conv2d(1, 64, 4, 2, 1), (28, 28, 1)),                   # DCGAN's D, layer 1
+    (lambda: Conv2d(6, 8, 4, 2, 1), (14, 14, 6)),
+    (lambda: Conv2d(3, 5, (3, 5), (1, 2), (2, 0)), (7, 9, 3)),
+    (lambda: ConvTranspose2d(12, 6, 4, 2, 1), (7, 7, 12)),           # DCGAN's G: 7 -> 14
+    (lambda: ConvTranspose2d(6, 1, 4, 2, 1), (14, 14, 6)),           # 14 -> 28
+    (lambda: ConvTranspose2d(3, 4, (3, 2), (3, 2), (1, 0), (2, 1)), (4, 5, 3)),
+])
+def test_against_pytorch_float64(make, input_shape):
+    torch = pytest.importorskip("torch", reason="PyTorch is the independent oracle (pip install torch==2.13.0)")
+    be = mg.get_backend("numpy", "float64", seed=0)
+    layer = make()
+    model = randomised(mg.Sequential([layer], backend=be, input_shape=input_shape), be, 1)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, *input_shape))
+    y = model.forward(x)
+    dy = rng.standard_normal(y.shape)
+    model.zero_grad()
+    dx = model.backward(dy)
+    expected = torch_conv(torch, layer, x, dy)
+    for ours, theirs in zip((y, dx, layer.dW, layer.db), expected):
+        assert ours.shape == theirs.shape and relative(ours, theirs) <= 1e-10
+
+
+def test_shapes_and_configs():
+    conv = Conv2d(1, 64, 4, stride=2, padding=1)
+    assert conv.output_shape((28, 28, 1)) == (14, 14, 64)
+    assert ConvTranspose2d(128, 64, 4, 2, 1).output_shape((7, 7, 128)) == (14, 14, 64)
+    assert ConvTranspose2d(2, 3, 3, 2, 1, 1).output_shape((5, 5, 2)) == (10, 10, 3)
+    assert conv.config() == {"type": "Conv2d", "in_channels": 1, "out_channels": 64, "kernel_size": [4, 4],
+                             "stride": [2, 2], "padding": [1, 1], "init": "he"}
+    model = mg.Sequential([conv, mg.LeakyReLU(0.2), ConvTranspose2d(64, 1, 4, 2, 1, init="normal")],
+                          input_shape=(28, 28, 1))
+    rebuilt = mg.Sequential.from_config(model.config())
+    assert rebuilt.config() == model.config() and rebuilt.output_shape == (28, 28, 1)
+    assert float(np.std(model.layers[2].W)) == pytest.approx(0.02, rel=0.2)
+
+
+@pytest.mark.parametrize("layers, input_shape, words", [
+    ([Conv2d(3, 4, 3)], (8, 8, 2), r"expects images \(H, W, 3\) \(channels last\)"),
+    ([Conv2d(3, 4, 3)], (8, 3), r"expects images \(H, W, 3\)"),
+    ([Conv2d(1, 4, 5, padding=1)], (2, 2, 1), r"kernel \(5, 5\) is larger than the padded input \(4, 4\)"),
+    ([ConvTranspose2d(1, 1, 1, padding=1)], (1, 1, 1), "leaves no output"),
+])
+def test_shape_errors_name_the_layer_and_the_shapes(layers, input_shape, words):
+    with pytest.raises(ValueError, match=words):
+        mg.Sequential(layers, input_shape=input_shape)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: Conv2d(0, 4, 3), "in_channels must be a positive integer"),
+    (lambda: Conv2d(1, 4, 0), "kernel_size must be an int or a pair of ints >= 1"),
+    (lambda: Conv2d(1, 4, 3, stride=0), "stride must be an int or a pair of ints >= 1"),
+    (lambda: Conv2d(1, 4, 3, padding=-1), "padding must be an int or a pair of ints >= 0"),
+    (lambda: Conv2d(1, 4, (3, 3, 3)), "kernel_size must be an int or a pair"),
+    (lambda: ConvTranspose2d(1, 4, 3, stride=2, output_padding=2), "output_padding .* smaller than the stride"),
+    (lambda: Conv2d(1, 4, 3, init="kaiming"), "init must be one of"),
+])
+def test_bad_arguments(make, words):
+    with pytest.raises(ValueError, match=words):
+        make()
+
+
+@pytest.mark.parametrize("make", [lambda: Conv2d(2, 3, 3, 2, 1), lambda: ConvTranspose2d(2, 3, 3, 2, 1, 1)])
+def test_float32_stays_float32_and_buffers_are_reused(backend32, make):
+    layer = make()
+    model = mg.Sequential([layer], backend=backend32, input_shape=(6, 6, 2))
+    x = backend32.standard_normal((4, 6, 6, 2))
+    y = model.forward(x)
+    dx = model.backward(backend32.standard_normal(y.shape))
+    assert y.dtype == dx.dtype == model.grads.dtype == np.float32
+    model.forward(x)
+    model.backward(backend32.standard_normal(y.shape))
+    assert layer._col_buffer is not None and layer._col_buffer.dtype == np.float32

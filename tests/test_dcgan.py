@@ -1,0 +1,182 @@
+"""DCGAN: the convolutional generator and discriminator the `dcgan` preset builds, whole
+training steps against PyTorch in float64 (Adam, BatchNorm in both networks, D in two
+passes), WGAN-GP refusing a BatchNorm critic, packing along channels, and a DCGAN run that
+resumes bit-exactly (BatchNorm's running statistics included)."""
+import numpy as np
+import pytest
+
+import minigan as mg
+from minigan import checkpoint
+from minigan.gan import GAN
+from minigan.run.architectures import dcgan_discriminator, dcgan_generator
+from minigan.run.config import RunConfig
+from minigan.run.loop import train
+
+from conftest import BACKENDS
+
+IMAGE = (8, 8, 1)
+
+
+def small_dcgan(backend, loss="non_saturating", pack=1, lr=1e-2):
+    G = dcgan_generator(5, (6, 4), IMAGE, "tanh", "normal", backend)
+    D = dcgan_discriminator((8, 8, pack), (4, 6), "normal", backend, batch_norm=loss != "wgan-gp")
+    for model in (G, D):  # weights large enough that every layer matters
+        model.params[...] = backend.asarray(np.random.default_rng(7).normal(0, 0.3, model.params.shape))
+    return GAN(G, D, loss=loss, pack=pack, d_steps=1, d_opt=mg.Adam(D, lr, (0.5, 0.999)),
+               g_opt=mg.Adam(G, lr, (0.5, 0.999)))
+
+
+def test_the_architecture_is_the_papers():
+    be = mg.get_backend("numpy", "float32", seed=0)
+    G = dcgan_generator(100, (128, 64), (28, 28, 1), "tanh", "normal", be)
+    D = dcgan_discriminator((28, 28, 1), (64, 128), "normal", be)
+    assert [type(layer).__name__ for layer in G.layers] == [
+        "Dense", "Reshape", "BatchNorm", "ReLU", "ConvTranspose2d", "BatchNorm", "ReLU", "ConvTranspose2d", "Tanh"]
+    assert G.shapes[1:] == [(6272,), (7, 7, 128), (7, 7, 128), (7, 7, 128), (14, 14, 64), (14, 14, 64),
+                            (14, 14, 64), (28, 28, 1), (28, 28, 1)]
+    assert [type(layer).__name__ for layer in D.layers] == [
+        "Conv2d", "LeakyReLU", "Conv2d", "BatchNorm", "LeakyReLU", "Flatten", "Dense"]
+    assert D.shapes[-2:] == [(6272,), (1,)] and not D.rows_independent
+    assert float(np.std(G.layers[4].W)) == pytest.approx(0.02, rel=0.05)
+    assert float(np.mean(G.layers[2].gamma)) == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(ValueError, match="image sides divisible by 4, got 30x30"):
+        dcgan_generator(100, (128, 64), (30, 30, 1), "tanh", "normal", be)
+
+
+class TorchDCGAN:
+    """The same networks in PyTorch (NCHW inside, NHWC at the boundaries), weights copied."""
+
+    def __init__(self, torch, gan, lr):
+        self.torch, nn = torch, torch.nn
+        self.G = nn.ModuleList([self.module(layer) for layer in gan.generator.layers])
+        self.D = nn.ModuleList([self.module(layer) for layer in gan.discriminator.layers])
+        self.g_layers, self.d_layers = gan.generator.layers, gan.discriminator.layers
+        self.g_opt = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(0.5, 0.999), eps=1e-8)
+        self.d_opt = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(0.5, 0.999), eps=1e-8)
+
+    def module(self, layer):
+        torch, nn = self.torch, self.torch.nn
+        kind = type(layer).__name__
+        if kind in ("Conv2d", "ConvTranspose2d"):
+            cls = nn.Conv2d if kind == "Conv2d" else nn.ConvTranspose2d
+            extra = {} if kind == "Conv2d" else {"output_padding": tuple(layer.output_padding)}
+            module = cls(layer.in_channels, layer.out_channels, tuple(layer.kernel_size), tuple(layer.stride),
+                         tuple(layer.padding), **extra).double()
+            order = (3, 2, 0, 1) if kind == "Conv2d" else (2, 3, 0, 1)
+            weights = [np.ascontiguousarray(layer.W.transpose(order)), layer.b]
+        elif kind == "Dense":
+            module = nn.Linear(layer.in_features, layer.out_features).double()
+            weights = [np.ascontiguousarray(layer.W.T), layer.b]
+        elif kind == "BatchNorm":
+            module = nn.BatchNorm2d(layer.num_features, momentum=layer.momentum, eps=layer.eps).double()
+            weights = [layer.gamma, layer.beta]
+        else:
+            return nn.Identity()
+        with torch.no_grad():
+            for parameter, value in zip(module.parameters(), weights):
+                parameter.copy_(torch.tensor(np.array(value)))
+        return module
+
+    def run(self, modules, layers, x):
+        """x is NHWC (or (N, F)); convolutions and BatchNorm run on NCHW views."""
+        F = self.torch.nn.functional
+        for module, layer in zip(modules, layers):
+            kind = type(layer).__name__
+            if kind in ("Conv2d", "ConvTranspose2d", "BatchNorm"):
+                x = module(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            elif kind == "Dense":
+                x = module(x)
+            elif kind in ("Reshape", "Flatten"):
+                x = x.reshape(x.shape[0], *layer.config().get("shape", [-1]))
+            elif kind == "ReLU":
+                x = F.relu(x)
+            elif kind == "LeakyReLU":
+                x = F.leaky_relu(x, layer.slope)
+            elif kind == "Tanh":
+                x = self.torch.tanh(x)
+        return x
+
+    def step(self, real, z):
+        torch = self.torch
+        bce = torch.nn.BCEWithLogitsLoss()
+        fake = self.run(self.G, self.g_layers, z)
+        self.d_opt.zero_grad()
+        logits_real = self.run(self.D, self.d_layers, real)
+        logits_fake = self.run(self.D, self.d_layers, fake.detach())
+        d_loss = bce(logits_real, torch.ones_like(logits_real)) + bce(logits_fake, torch.zeros_like(logits_fake))
+        d_loss.backward()
+        self.d_opt.step()
+        self.g_opt.zero_grad()
+        logits = self.run(self.D, self.d_layers, fake)
+        g_loss = bce(logits, torch.ones_like(logits))
+        g_loss.backward()
+        self.g_opt.step()
+        return d_loss.item(), g_loss.item()
+
+
+def test_three_dcgan_steps_match_pytorch_float64():
+    torch = pytest.importorskip("torch", reason="PyTorch is the independent oracle (pip install torch==2.13.0)")
+    be = mg.get_backend("numpy", "float64", seed=0)
+    gan = small_dcgan(be)
+    reference = TorchDCGAN(torch, gan, lr=1e-2)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        real, z = np.tanh(rng.standard_normal((6, *IMAGE))), rng.standard_normal((6, 5))
+        stats = gan.train_step(real, z)
+        d_loss, g_loss = reference.step(torch.tensor(real), torch.tensor(z))
+        assert stats["d_loss"] == pytest.approx(d_loss, rel=1e-10) and stats["g_loss"] == pytest.approx(g_loss, rel=1e-10)
+    ours = TorchDCGAN(torch, gan, 1e-2)  # our parameters after the steps, in torch's layout
+    for modules, mine in ((reference.G, ours.G), (reference.D, ours.D)):
+        for theirs, copied in zip(modules, mine):
+            for a, b in zip(theirs.parameters(), copied.parameters()):
+                scale = max(float(a.detach().abs().max()), 1e-300)
+                assert float((a - b).detach().abs().max()) / scale <= 1e-9
+    for ours_bn, torch_bn in ((gan.discriminator.layers[3], reference.D[3]), (gan.generator.layers[2], reference.G[2])):
+        np.testing.assert_allclose(ours_bn.running_mean, torch_bn.running_mean.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ours_bn.running_var, torch_bn.running_var.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_wgan_gp_refuses_a_batchnorm_critic():
+    be = mg.get_backend("numpy", "float64", seed=0)
+    G = dcgan_generator(5, (6, 4), IMAGE, "tanh", "normal", be)
+    D = dcgan_discriminator(IMAGE, (4, 6), "normal", be)
+    with pytest.raises(ValueError, match="layer 3 is BatchNorm .*WGAN-GP paper drops BatchNorm"):
+        GAN(G, D, loss="wgan-gp")
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("loss", ["non_saturating", "hinge", "wgan-gp"])
+def test_every_loss_trains_with_packing_along_channels(backend_name, loss):
+    be = mg.get_backend(backend_name, "float64", seed=0)
+    gan = small_dcgan(be, loss=loss, pack=2, lr=1e-3)
+    assert gan.discriminator.input_shape == (8, 8, 2)
+    real = be.asarray(np.tanh(np.random.default_rng(0).standard_normal((4, *IMAGE))))
+    packed = be.to_numpy(gan._packed(real))
+    host = be.to_numpy(real)
+    assert np.array_equal(packed[1, :, :, 0], host[2, :, :, 0]) and np.array_equal(packed[1, :, :, 1], host[3, :, :, 0])
+    assert np.array_equal(be.to_numpy(gan._unpacked(gan._packed(real), IMAGE)), host)
+    stats = gan.train_step(real)
+    assert all(np.isfinite(value) for value in stats.values())
+
+
+def test_sampling_uses_evaluation_mode():
+    be = mg.get_backend("numpy", "float64", seed=0)
+    gan = small_dcgan(be)
+    z = np.random.default_rng(1).standard_normal((4, 5))
+    first, second = gan.sample(4, z), gan.sample(2, z[:2])
+    np.testing.assert_allclose(first[:2], second, rtol=1e-12)  # no batch statistics involved
+    assert gan.generator.training  # and the mode is restored
+
+
+def test_a_dcgan_run_resumes_bit_exactly(tmp_path):
+    pytest.importorskip("sklearn")
+    common = dict(data="digits", preset="dcgan", batch_size=8, progress=False, eval_samples=20, log_every=1)
+    train(RunConfig(steps=6, out=str(tmp_path / "straight"), **common))
+    train(RunConfig(steps=3, out=str(tmp_path / "resumed"), **common))
+    train(RunConfig(steps=6, progress=False), resume=str(tmp_path / "resumed"))
+    straight = checkpoint.read_npz(tmp_path / "straight" / "checkpoint.npz")
+    resumed = checkpoint.read_npz(tmp_path / "resumed" / "checkpoint.npz")
+    assert "discriminator/3.running_var" in straight
+    for name in straight:
+        if name != "config":
+            assert np.array_equal(straight[name], resumed[name]), name
