@@ -38,16 +38,19 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from minigan import get_backend
+from minigan.gan import GAN
 from minigan.run.presets import PRESETS, build_gan
 
-FEATURES = {"seed": 784, "ring8": 2, "grid25": 2, "ring8-best": 2, "grid25-best": 2, "digits": 64, "idx": 784}
-EXPENSIVE = {"idx", "grid25-best"}  # these take half the repeats
+# the shape of one real example per preset (flat for the MLPs, channels-last images for dcgan)
+DATA_SHAPES = {"seed": (784,), "ring8": (2,), "grid25": (2,), "ring8-best": (2,), "grid25-best": (2,),
+               "digits": (64,), "idx": (784,), "dcgan": (28, 28, 1)}
+EXPENSIVE = {"idx", "grid25-best", "dcgan"}  # these take half the repeats
 THREADS = (1, 2)
 SWITCH_MARGIN = 1.20   # the quiet machine overrides the busy one above this speed ratio
 TIE_MARGIN = 1.05      # below this ratio in both conditions the settings are even
 
 
-def time_steps(gan, real, threads: int, steps: int) -> list[float]:
+def time_steps(gan: GAN, real: np.ndarray | list[np.ndarray], threads: int, steps: int) -> list[float]:
     """Milliseconds of each of `steps` training steps with BLAS limited to `threads`."""
     times = []
     with threadpool_limits(limits=threads, user_api="blas"):
@@ -61,9 +64,9 @@ def time_steps(gan, real, threads: int, steps: int) -> list[float]:
 def measure(name: str, rounds: int, repeats: int, warmup: int = 5) -> dict[int, float]:
     """Median step milliseconds of preset `name` per BLAS thread count, interleaved."""
     preset = PRESETS[name]
-    gan = build_gan(preset, FEATURES[name], get_backend("numpy", "float32", seed=0))
+    gan = build_gan(preset, DATA_SHAPES[name], get_backend("numpy", "float32", seed=0))
     rng = np.random.default_rng(0)
-    batches = [rng.random((preset.batch_size, FEATURES[name]), dtype=np.float32) for _ in range(gan.d_steps)]
+    batches = [rng.random((preset.batch_size, *DATA_SHAPES[name]), dtype=np.float32) for _ in range(gan.d_steps)]
     real = batches if gan.d_steps > 1 else batches[0]
     for threads in THREADS:
         time_steps(gan, real, threads, warmup)
@@ -115,7 +118,8 @@ def table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    known = [name for name in PRESETS if name in DATA_SHAPES]
+    parser.add_argument("--presets", nargs="+", default=known, choices=known)
     parser.add_argument("--rounds", type=int, default=5, help="alternations of 1 and 2 threads")
     parser.add_argument("--repeats", type=int, default=20, help="timed steps per setting and round")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")

@@ -4,14 +4,14 @@
 PacGAN's metric (Lin et al. 2018) on 2,500 samples: modes covered (a mode counts when at
 least one sample within 3 standard deviations is nearest to it), the share of such
 high-quality samples, and the reverse KL of the samples' mode histogram to uniform.
-Images (digits, idx = Fashion-MNIST): one run, scored by the Fréchet distance between
-classifier features of samples and of real test images, beside the real-data floor.
+Images (digits, idx = Fashion-MNIST): one run per seed, scored by the Fréchet distance
+between classifier features of samples and of real test images, beside the real-data floor.
 
     python benchmarks/quality.py                                  # ring8 and grid25 presets, 5 seeds
     python benchmarks/quality.py --data ring8 --preset best       # the best configuration
     python benchmarks/quality.py --data ring8 --losses all --pack 1 2 --steps 2000 --seeds 2
     python benchmarks/quality.py --data grid25 --losses all --pack 1 2 --seeds 3 --first-seed 2
-    python benchmarks/quality.py --data digits idx                # image presets, seed 0
+    python benchmarks/quality.py --data idx --preset idx,dcgan --seeds 3   # MLP beside DCGAN
 """
 from __future__ import annotations
 
@@ -72,23 +72,32 @@ def mixture_table(data: str, configs: list[tuple[str, RunConfig]], seeds: range,
     print(flush=True)
 
 
-def image_table(data: str, config: RunConfig, raw: list) -> str:
-    """One seed-0 run of an image preset; returns the markdown table."""
-    metrics, seconds = run(config)
-    raw.append({"data": data, "seconds": seconds, **metrics})
-    return "\n".join([
-        f"### {data} (seed 0, {metrics['num_samples']} samples)", "",
-        "| Fréchet distance | real-data floor | classes covered | class entropy (log 10 = 2.30) | classifier accuracy | s |",
-        "|---:|---:|---:|---:|---:|---:|",
-        f"| {metrics['frechet_distance']:.2f} | {metrics['frechet_floor']:.2f} | {metrics['classes_covered']} / 10 "
-        f"| {metrics['class_entropy']:.2f} | {100 * metrics['classifier_accuracy']:.1f}% | {seconds:.0f} |"])
+def image_table(data: str, label: str, config: RunConfig, seeds: range, raw: list,
+                save: Callable[[], None]) -> str:
+    """Runs of an image preset, one per seed; returns the markdown row (mean ± std over seeds)."""
+    results = []
+    for seed in progress_bar(seeds, desc=f"{data} {label}", leave=False):
+        metrics, seconds = run(RunConfig(**{**vars(config), "seed": seed}))
+        results.append((metrics, seconds))
+        raw.append({"data": data, "configuration": label, "seed": seed, "seconds": seconds, **metrics})
+        save()
+    return (f"| {label} | {mean_std([m['frechet_distance'] for m, _ in results])} | "
+            f"{mean_std([m['frechet_floor'] for m, _ in results])} | "
+            f"{mean_std([m['classes_covered'] for m, _ in results])} / 10 | "
+            f"{mean_std([m['class_entropy'] for m, _ in results])} | "
+            f"{statistics.mean(s for _, s in results):.0f} |")
+
+
+IMAGE_HEADER = ["| configuration | Fréchet distance | real-data floor | classes covered | class entropy "
+                "(log 10 = 2.30) | s / run |", "|---|---:|---:|---:|---:|---:|"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", default=["ring8", "grid25"],
                         choices=["ring8", "grid25", "digits", "idx"])
-    parser.add_argument("--preset", help="preset name or 'best' (default: the data set's own)")
+    parser.add_argument("--preset", help="preset name or 'best' (default: the data set's own); for image "
+                        "data a comma-separated list compares presets side by side (e.g. idx,dcgan)")
     parser.add_argument("--losses", nargs="+", help="losses to compare ('all' for every one); "
                         "default: the preset's")
     parser.add_argument("--pack", type=int, nargs="+", default=[None], help="packing degrees to compare")
@@ -108,7 +117,12 @@ def main() -> None:
     for data in args.data:
         base = RunConfig(data=data, preset=args.preset, steps=args.steps)
         if data in ("digits", "idx"):
-            print(image_table(data, base, raw), "\n", flush=True)
+            seeds = range(args.first_seed, args.first_seed + args.seeds)
+            print(f"### {data}: seed(s) {seeds.start}-{seeds.stop - 1}", "", *IMAGE_HEADER, sep="\n", flush=True)
+            for preset in args.preset.split(",") if args.preset else [None]:
+                config = RunConfig(**{**vars(base), "preset": preset})
+                print(image_table(data, f"{preset or data} preset", config, seeds, raw, save), flush=True)
+            print(flush=True)
             continue
         configs = []
         for loss in losses:

@@ -1,7 +1,7 @@
 """Training-step throughput: minigan per backend against the PyTorch reference and the roofline.
 
-The same measurement as `minigan bench` (the code lives in `minigan.bench` and
-`minigan.bench_report`); this script
+The same measurement as `minigan bench` (the code lives in `minigan.bench.step` and
+`minigan.bench.report`); this script
 runs it on the grid holding the three cells the speed targets name (64x256, 256x512,
 1024x1024), with the PyTorch reference, unless
 told otherwise:

@@ -20,7 +20,8 @@ def reference_penalty(critic, x, weight, eps=1e-12):
     (computed on the critic's backend, the formula on the host)."""
     output = critic.forward(x)
     g = critic.backend.to_numpy(critic.backward(critic.backend.xp.ones_like(output), param_grads=False))
-    return weight * np.mean((np.sqrt(np.sum(g * g, axis=1) + eps) - 1) ** 2)
+    norms = np.sqrt(np.sum(g * g, axis=tuple(range(1, g.ndim))) + eps)
+    return weight * np.mean((norms - 1) ** 2)
 
 
 @st.composite
@@ -94,3 +95,47 @@ def test_float32_penalty_stays_float32(backend32):
     D.zero_grad()
     gradient_penalty(D, backend32.standard_normal((5, 3)))
     assert D.grads.dtype == np.float32 and np.any(backend32.to_numpy(D.grads) != 0)
+
+
+def conv_critic(backend):
+    """A convolutional critic: Conv LeakyReLU Conv Tanh Flatten Dense, random weights."""
+    critic = mg.Sequential([mg.Conv2d(2, 4, 3, 2, 1), mg.LeakyReLU(0.2), mg.Conv2d(4, 5, 3, 1, 0), mg.Tanh(),
+                            mg.Flatten(), mg.Dense(20, 1)], backend=backend, input_shape=(7, 7, 2))
+    critic.params[...] = backend.asarray(0.5 * np.random.default_rng(0).standard_normal(critic.params.shape))
+    return critic
+
+
+def test_convolutional_critic_parameter_gradient(backend):
+    """A convolution's second derivative is a convolution: the hand-written double backprop
+    through Conv2d and Flatten against central differences of the penalty."""
+    critic = conv_critic(backend)
+    x = backend.asarray(np.random.default_rng(1).standard_normal((3, 7, 7, 2)))
+    critic.zero_grad()
+    value = gradient_penalty(critic, x, 10.0)
+    assert value == pytest.approx(reference_penalty(critic, x, 10.0), rel=1e-12)
+    numeric = numerical_gradient(lambda: reference_penalty(critic, x, 10.0), critic.params)
+    assert compare("critic", critic.grads, numeric).passed()
+
+
+def test_convolutional_critic_matches_pytorch_double_backprop():
+    torch = pytest.importorskip("torch", reason="PyTorch is the independent oracle (pip install torch==2.13.0)")
+    critic = conv_critic(mg.get_backend("numpy", "float64", seed=0))
+    x = np.random.default_rng(1).standard_normal((3, 7, 7, 2))
+    critic.zero_grad()
+    value = gradient_penalty(critic, x, 10.0)
+    conv1, _, conv2, _, _, dense = critic.layers
+    weights = [torch.tensor(np.ascontiguousarray(w), requires_grad=True) for w in (
+        conv1.W.transpose(3, 2, 0, 1), conv1.b, conv2.W.transpose(3, 2, 0, 1), conv2.b, dense.W, dense.b)]
+    F = torch.nn.functional
+    tx = torch.tensor(x, requires_grad=True)
+    h = F.leaky_relu(F.conv2d(tx.permute(0, 3, 1, 2), weights[0], weights[1], 2, 1), 0.2)
+    h = torch.tanh(F.conv2d(h, weights[2], weights[3], 1, 0)).permute(0, 2, 3, 1).reshape(3, -1)
+    (g,) = torch.autograd.grad((h @ weights[4] + weights[5]).sum(), tx, create_graph=True)
+    penalty = 10 * ((torch.sqrt((g * g).sum(dim=(1, 2, 3)) + 1e-12) - 1) ** 2).mean()
+    penalty.backward()
+    assert value == pytest.approx(penalty.item(), rel=1e-12)
+    ours = [conv1.dW.transpose(3, 2, 0, 1), conv1.db, conv2.dW.transpose(3, 2, 0, 1), conv2.db, dense.dW]
+    for mine, weight in zip(ours, weights):
+        theirs = weight.grad.numpy()
+        assert np.abs(mine - theirs).max() <= 1e-8 * np.abs(theirs).max()
+    assert weights[5].grad is None and np.all(dense.db == 0)  # the penalty does not see the last bias

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
 
 
@@ -28,3 +30,18 @@ def test_first_seed_extends_an_earlier_run(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "### ring8: seed(s) 3-4, 2,500 samples each" in result.stdout
     assert {run["seed"] for run in json.loads((tmp_path / "q.json").read_text())} == {3, 4}
+
+
+def test_image_presets_side_by_side(tmp_path):
+    pytest.importorskip("sklearn")
+    result = subprocess.run([sys.executable, str(SCRIPT), "--data", "digits", "--preset", "digits,dcgan",
+                             "--steps", "3", "--seeds", "2", "--json", str(tmp_path / "q.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| configuration | Fréchet distance")
+    assert rows[1].startswith("| digits preset |") and rows[2].startswith("| dcgan preset |")
+    runs = json.loads((tmp_path / "q.json").read_text())
+    assert [(run["configuration"], run["seed"]) for run in runs] == [
+        ("digits preset", 0), ("digits preset", 1), ("dcgan preset", 0), ("dcgan preset", 1)]
+    assert all(run["frechet_distance"] >= 0 for run in runs)

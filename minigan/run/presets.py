@@ -63,8 +63,8 @@ PRESETS: dict[str, Preset] = {
                     lr=2e-3, lr_decay="linear", batch_size=256, steps=4000),
     "grid25": Preset(latent_dim=2, generator_hidden=(128, 128, 128), discriminator_hidden=(128, 128, 128),
                      lr=2e-3, betas=(0.0, 0.99), lr_decay="linear", batch_size=256, steps=10000),
-    # The best configurations measured on the 2-D benchmarks (`--preset best`; numbers in the
-    # README). ring8: a 1-D latent (a ring is one-dimensional: fewer mode boundaries, fewer
+    # The best configurations measured on the 2-D benchmarks (`--preset best`; numbers in
+    # docs/quality.md). ring8: a 1-D latent (a ring is one-dimensional: fewer mode boundaries, fewer
     # samples on bridges), batch 1024, packing 2. grid25: packing 2 covers every mode; a
     # 4x256 generator trained for 30k steps makes the jumps between modes steep enough that
     # few samples land between them (15k steps with 3x256 left 14% there).

@@ -1,0 +1,304 @@
+"""DCGAN step benchmark (float32, CPU): minigan's `dcgan` preset against the same networks
+and step written in PyTorch, with a per-layer breakdown and the step's matrix-product share.
+
+What it measures, per batch size B:
+- the step: median ms of one `GAN.train_step(real)` (real in [-1, 1], (B, 28, 28, 1)) and
+  of pytorch/examples' dcgan step (fake = G(z); D on real and on fake.detach() in two
+  passes; D step; G step through the updated D on the same fake; PyTorch computes D's
+  parameter gradients in that G step too, as the example does). Before every timed block
+  of either side: a 0.3 s pause (the other side's BLAS / OpenMP threads stop spinning) and
+  one untimed step (`step_ms` on each side; benchmarks/dcgan_step.py runs the rounds).
+- products: the step's matrix products alone (`step_products`), timed at the same shapes
+  on NumPy; products_ms / step_ms is the share of the step spent in BLAS.
+- layers: forward and backward ms of every layer of G and D at batch B (BatchNorm in
+  training mode; backward computes the parameter gradients and the input gradient).
+
+PyTorch runs in a child process (`python -m minigan.bench.dcgan --torch-worker`, one JSON
+request and reply a line) with as many threads as minigan's BLAS gets, so the two never
+compete for cores; minigan never imports torch. Run it with `benchmarks/dcgan_step.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from ..backend import get_backend
+from ..conv import Conv2d, ConvTranspose2d
+from ..gan import GAN
+from ..layers import Dense
+from ..run.presets import PRESETS, build_gan
+from .step import median_ms
+
+IMAGE = (28, 28, 1)  # (H, W, C), channels last
+PAUSE_S = 0.3        # idle time before every timed block
+BLAS_WORDS = ("Math Kernel", "MKL-DNN", "oneDNN", "OpenMP", "BLAS", "CPU capability")  # torch's config lines to report
+
+
+def forward_backward_ms(prepare: Callable[[], Any], forward: Callable[[Any], Any],
+                        backward: Callable[[Any], Any], repeats: int) -> tuple[float, float]:
+    """Median ms of forward(prepare()) and of backward(its output), timed apart; prepare()
+    is not timed and one untimed pair runs first."""
+    forward_times, backward_times = [], []
+    for index in range(repeats + 1):
+        x = prepare()
+        start = time.perf_counter()
+        y = forward(x)
+        middle = time.perf_counter()
+        backward(y)
+        end = time.perf_counter()
+        if index:
+            forward_times.append((middle - start) * 1e3)
+            backward_times.append((end - middle) * 1e3)
+    return statistics.median(forward_times), statistics.median(backward_times)
+
+
+class Product(NamedTuple):
+    """A^T? @ B^T? with A, B of the stored shapes, run `count` times per step."""
+
+    label: str
+    a: tuple[int, int]
+    b: tuple[int, int]
+    transpose_a: bool
+    transpose_b: bool
+    count: int
+
+
+def _as_matrix_product(layer: Any, shape_in: tuple[int, ...], shape_out: tuple[int, ...],
+                       batch: int) -> tuple[int, int, int] | None:
+    """(rows, inner, outer): the layer's forward product is (rows, inner) @ (inner, outer);
+    None for a layer without one."""
+    if isinstance(layer, Dense):  # x (N, in) @ W (in, out)
+        return batch, layer.in_features, layer.out_features
+    if not isinstance(layer, (Conv2d, ConvTranspose2d)):
+        return None
+    kernel = layer.kernel_size[0] * layer.kernel_size[1]
+    if isinstance(layer, Conv2d):  # im2col (N Ho Wo, kh kw in) @ W (kh kw in, out)
+        return batch * shape_out[0] * shape_out[1], kernel * layer.in_channels, layer.out_channels
+    # ConvTranspose2d: x (N H W, in) @ W (in, kh kw out), then col2im
+    return batch * shape_in[0] * shape_in[1], layer.in_channels, kernel * layer.out_channels
+
+
+def step_products(gan: GAN, batch: int) -> list[Product]:
+    """The matrix products of one `train_step` at `batch`, with their counts.
+
+    For a layer whose forward product is P = A (rows, inner) @ W (inner, outer): P itself,
+    dW = A^T dP and dA = dP W^T (dP: the gradient at P; for a transposed convolution the
+    im2col of dy, for a convolution dA is what col2im turns into dx).
+    G runs forward once and backward once, without dL/dz. D runs forward three times
+    (real, fake, fake in the G step) and backward three times: twice with parameter
+    gradients and no dL/dx at its first layer, once (the G step) with dL/dx only."""
+    products = []
+    for name, model, forwards, weight_grads, input_grads, first_input_grads in (
+            ("G", gan.generator, 1, 1, 1, 0), ("D", gan.discriminator, 3, 2, 3, 1)):
+        for index, layer in enumerate(model.layers):
+            sizes = _as_matrix_product(layer, model.shapes[index], model.shapes[index + 1], batch)
+            if sizes is None:
+                continue
+            rows, inner, outer = sizes
+            label = f"{name} {index} {type(layer).__name__}"
+            products += [
+                Product(f"{label} forward", (rows, inner), (inner, outer), False, False, forwards),
+                Product(f"{label} dW", (rows, inner), (rows, outer), True, False, weight_grads),
+                Product(f"{label} dx", (rows, outer), (inner, outer), False, True,
+                        first_input_grads if index == 0 else input_grads)]
+    return [product for product in products if product.count]
+
+
+def products_ms(products: list[Product], repeats: int) -> float:
+    """Summed median ms (NumPy, float32) of `products`, each times its count. A product with
+    inner size 1 (Dense(.., 1)'s dx) is the broadcast multiply minigan uses for it."""
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for product in products:
+        a = rng.standard_normal(product.a, dtype=np.float32)
+        b = rng.standard_normal(product.b, dtype=np.float32)
+        a, b = (a.T if product.transpose_a else a), (b.T if product.transpose_b else b)
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+        multiply = np.multiply if a.shape[1] == 1 else np.matmul
+        total += product.count * median_ms(lambda: multiply(a, b, out=out), lambda: None, repeats, warmup=1)
+    return total
+
+
+class MiniganDCGAN:
+    """The `dcgan` preset's GAN (NumPy, float32, seed 0) and a real batch of size `batch`."""
+
+    def __init__(self, batch: int):
+        self.backend = get_backend("numpy", "float32", seed=0)
+        self.gan = build_gan(PRESETS["dcgan"], IMAGE, self.backend)
+        self.rng = np.random.default_rng(1)
+        self.real = self.backend.asarray(self.rng.uniform(-1, 1, (batch, *IMAGE)))
+        self.batch = batch
+
+    def step_ms(self, repeats: int) -> float:
+        """Pause, one untimed step, then the median ms of `repeats` steps."""
+        time.sleep(PAUSE_S)
+        return median_ms(lambda: self.gan.train_step(self.real), lambda: None, repeats, warmup=1)
+
+    def products_ms(self, repeats: int) -> float:
+        return products_ms(step_products(self.gan, self.batch), repeats)
+
+    def layer_ms(self, repeats: int) -> list[dict[str, Any]]:
+        """Forward and backward ms of every layer of G, then of D (training mode)."""
+        time.sleep(PAUSE_S)
+        rows = []
+        for network, model in (("G", self.gan.generator), ("D", self.gan.discriminator)):
+            for index, layer in enumerate(model.layers):
+                shape_in, shape_out = model.shapes[index], model.shapes[index + 1]
+                x = self.backend.asarray(self.rng.standard_normal((self.batch, *shape_in)))
+                dy = self.backend.asarray(self.rng.standard_normal((self.batch, *shape_out)))
+                forward_ms, backward_ms = forward_backward_ms(
+                    lambda: x, layer.forward, lambda _: layer.backward(dy, grads="write"), repeats)
+                rows.append({"network": network, "layer": f"{index} {type(layer).__name__}",
+                             "shape_in": shape_in, "shape_out": shape_out,
+                             "minigan_forward_ms": forward_ms, "minigan_backward_ms": backward_ms})
+        return rows
+
+
+class TorchDCGAN:
+    """The same networks in idiomatic PyTorch (NCHW), pytorch/examples' dcgan step. Built
+    only in the worker process."""
+
+    def __init__(self, torch: Any, batch: int):
+        nn = self.nn = torch.nn
+        self.torch, self.batch = torch, batch
+        torch.manual_seed(0)
+        self.G = nn.Sequential(
+            nn.Linear(100, 128 * 7 * 7), nn.Unflatten(1, (128, 7, 7)), nn.BatchNorm2d(128), nn.ReLU(True),
+            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(True),
+            nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh())
+        self.D = nn.Sequential(
+            nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(), nn.Linear(128 * 7 * 7, 1))
+        for model in (self.G, self.D):
+            model.apply(self._dcgan_init)
+        self.g_opt = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.d_opt = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.criterion = nn.BCEWithLogitsLoss()
+        self.real = torch.rand(batch, 1, 28, 28) * 2 - 1
+
+    def _dcgan_init(self, module: Any) -> None:
+        """pytorch/examples' weights_init: N(0, 0.02) weights, BatchNorm gamma N(1, 0.02)."""
+        init = self.nn.init
+        if isinstance(module, (self.nn.Conv2d, self.nn.ConvTranspose2d, self.nn.Linear)):
+            init.normal_(module.weight, 0.0, 0.02)
+            init.zeros_(module.bias)
+        elif isinstance(module, self.nn.BatchNorm2d):
+            init.normal_(module.weight, 1.0, 0.02)
+            init.zeros_(module.bias)
+
+    def train_step(self) -> tuple[float, float]:
+        torch, D = self.torch, self.D
+        ones, zeros = torch.ones(self.batch, 1), torch.zeros(self.batch, 1)
+        fake = self.G(torch.randn(self.batch, 100))
+        D.zero_grad()
+        loss_real = self.criterion(D(self.real), ones)
+        loss_real.backward()
+        loss_fake = self.criterion(D(fake.detach()), zeros)
+        loss_fake.backward()
+        self.d_opt.step()
+        self.G.zero_grad()
+        g_loss = self.criterion(D(fake), ones)
+        g_loss.backward()
+        self.g_opt.step()
+        return (loss_real + loss_fake).item(), g_loss.item()
+
+    def step_ms(self, repeats: int) -> float:
+        time.sleep(PAUSE_S)
+        return median_ms(self.train_step, lambda: None, repeats, warmup=1)
+
+    def layer_ms(self, repeats: int) -> list[dict[str, Any]]:
+        """Forward and backward ms of every module of G, then of D (training mode); inputs
+        require grad, and are cloned untimed so that in-place activations may run."""
+        torch = self.torch
+        time.sleep(PAUSE_S)
+        rows = []
+        for network, model, x in (("G", self.G, torch.randn(self.batch, 100)), ("D", self.D, self.real)):
+            for index, module in enumerate(model):
+                with torch.no_grad():
+                    y = module(x.clone())
+                leaf = torch.randn(x.shape, requires_grad=True)
+                dy = torch.randn(y.shape)
+
+                def backward(out: Any, module: Any = module, leaf: Any = leaf, dy: Any = dy) -> None:
+                    module.zero_grad()
+                    leaf.grad = None
+                    torch.autograd.backward(out, dy)
+
+                forward_ms, backward_ms = forward_backward_ms(leaf.clone, module, backward, repeats)
+                rows.append({"network": network, "layer": f"{index} {type(module).__name__}",
+                             "shape_in": list(x.shape[1:]), "shape_out": list(y.shape[1:]),
+                             "torch_forward_ms": forward_ms, "torch_backward_ms": backward_ms})
+                x = y
+        return rows
+
+
+def worker_main(threads: int) -> None:
+    """The PyTorch worker: a hello line, then one reply per JSON request on stdin
+    ({"op": "step" | "layers", "batch": B, "repeats": r})."""
+    import torch
+
+    torch.set_num_threads(threads)
+    config = [line.strip(" -") for line in torch.__config__.show().splitlines()
+              if len(line) < 120 and any(word in line for word in BLAS_WORDS)]
+    print(json.dumps({"version": torch.__version__, "threads": torch.get_num_threads(), "config": config}),
+          flush=True)
+    models: dict[int, TorchDCGAN] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        batch = request["batch"]
+        if batch not in models:
+            models[batch] = TorchDCGAN(torch, batch)
+        model = models[batch]
+        if request["op"] == "step":
+            reply: dict[str, Any] = {"ms": model.step_ms(request["repeats"])}
+        else:
+            reply = {"layers": model.layer_ms(request["repeats"])}
+        print(json.dumps(reply), flush=True)
+
+
+class TorchWorker:
+    """The client side of the worker process."""
+
+    def __init__(self, threads: int):
+        self.log = tempfile.TemporaryFile(mode="w+")  # the child's stderr, read if it dies
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "minigan.bench.dcgan", "--torch-worker", "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.hello = self._reply()
+
+    def _reply(self) -> dict[str, Any]:
+        line = self.process.stdout.readline()
+        if not line:
+            self.log.seek(0)
+            raise RuntimeError(f"the PyTorch worker died: {self.log.read()[-1000:]}")
+        return json.loads(line)
+
+    def ask(self, op: str, batch: int, repeats: int) -> dict[str, Any]:
+        self.process.stdin.write(json.dumps({"op": op, "batch": batch, "repeats": repeats}) + "\n")
+        self.process.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+        self.log.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="The PyTorch worker of the DCGAN step benchmark "
+                                                 "(the benchmark itself: benchmarks/dcgan_step.py).")
+    parser.add_argument("--torch-worker", action="store_true", help="answer JSON requests on stdin")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    arguments = parser.parse_args()
+    if not arguments.torch_worker:
+        parser.error("this entry point is the PyTorch worker (--torch-worker); run benchmarks/dcgan_step.py")
+    worker_main(arguments.threads)

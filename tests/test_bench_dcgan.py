@@ -1,0 +1,84 @@
+"""The DCGAN step benchmark at batch 2: its product list against the layers' sizes, the
+tables and JSON minigan-only, and the PyTorch rows from the child process when PyTorch
+is installed. Structure only: no assertion on speeds."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from minigan.bench.dcgan import MiniganDCGAN, step_products
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "dcgan_step.py"
+G_LAYERS = ["Dense", "Reshape", "BatchNorm", "ReLU", "ConvTranspose2d", "BatchNorm", "ReLU", "ConvTranspose2d", "Tanh"]
+D_LAYERS = ["Conv2d", "LeakyReLU", "Conv2d", "BatchNorm", "LeakyReLU", "Flatten", "Dense"]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("dcgan_step", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_products_are_the_layers_products_with_their_counts():
+    n = 2
+    products = step_products(MiniganDCGAN(n).gan, n)
+    # multiply-adds of each layer's forward (dW and dx have the same): N * output positions * fan-in
+    macs = {"G 0 Dense": n * 100 * 6272, "G 4 ConvTranspose2d": n * 7 * 7 * 128 * 16 * 64,
+            "G 7 ConvTranspose2d": n * 14 * 14 * 64 * 16 * 1, "D 0 Conv2d": n * 14 * 14 * 16 * 1 * 64,
+            "D 2 Conv2d": n * 7 * 7 * 16 * 64 * 128, "D 6 Dense": n * 6272}
+    counts = {}
+    for product in products:
+        a = product.a[::-1] if product.transpose_a else product.a
+        b = product.b[::-1] if product.transpose_b else product.b
+        assert a[1] == b[0], product
+        layer, kind = product.label.rsplit(" ", 1)
+        assert a[0] * a[1] * b[1] == macs[layer], product
+        counts[layer, kind] = product.count
+    assert counts == {
+        ("G 0 Dense", "forward"): 1, ("G 0 Dense", "dW"): 1,  # no dL/dz
+        **{(layer, kind): 1 for layer in ("G 4 ConvTranspose2d", "G 7 ConvTranspose2d")
+           for kind in ("forward", "dW", "dx")},
+        ("D 0 Conv2d", "forward"): 3, ("D 0 Conv2d", "dW"): 2, ("D 0 Conv2d", "dx"): 1,  # dx in the G step only
+        **{(layer, kind): count for layer in ("D 2 Conv2d", "D 6 Dense")
+           for kind, count in (("forward", 3), ("dW", 2), ("dx", 3))}}
+
+
+def test_minigan_tables_and_json(tmp_path, capsys):
+    status = load_script().main(["--batch-sizes", "2", "--rounds", "1", "--repeats", "1", "--no-torch",
+                                 "--json", str(tmp_path / "d.json")])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    step_rows = [line for line in out if line.startswith("| 2 |")]
+    assert len(step_rows) == 1 and "| n/a | n/a |" in step_rows[0]  # torch ms and the ratio
+    layer_rows = [line.split(" | ")[:2] for line in out if line.startswith(("| G |", "| D |"))]
+    assert layer_rows == [["| G", f"{i} {name}"] for i, name in enumerate(G_LAYERS)] + \
+        [["| D", f"{i} {name}"] for i, name in enumerate(D_LAYERS)]
+    assert any(line.startswith("- CPU: ") for line in out)
+    results = json.loads((tmp_path / "d.json").read_text())
+    (step,) = results["steps"]
+    assert step["minigan_ms"] > 0 and step["torch_ms"] is None and 0 < step["products_share"]
+    for row in results["layers"]["2"]:
+        assert row["minigan_forward_ms"] > 0 and row["minigan_backward_ms"] > 0
+
+
+def test_torch_rows_come_from_the_child_process():
+    pytest.importorskip("torch", reason="the PyTorch reference (pip install torch==2.13.0)")
+    torch_was_imported = "torch" in sys.modules
+    results = load_script().run_benchmark([2], rounds=2, repeats=1, threads=1)
+    assert torch_was_imported or "torch" not in sys.modules  # PyTorch ran in the child only
+    (step,) = results["steps"]
+    for side in ("minigan", "torch"):
+        low, high = step[f"{side}_spread"]
+        assert 0 < low <= step[f"{side}_ms"] <= high
+    assert step["ratio"] == pytest.approx(step["torch_ms"] / step["minigan_ms"])
+    rows = results["layers"][2]
+    assert [row["torch_layer"].split()[0] for row in rows] == [str(i) for i in range(9)] + [str(i) for i in range(7)]
+    for row in rows:
+        channels_first = [list(shape[-1:] + shape[:-1]) if len(shape) == 3 else list(shape)
+                          for shape in (row["shape_in"], row["shape_out"])]
+        assert row["torch_shapes"] == channels_first, row
+        assert row["torch_forward_ms"] > 0 and row["torch_backward_ms"] > 0
+    assert results["machine"]["torch"]["threads"] == 1
