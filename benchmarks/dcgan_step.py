@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import sys
 from typing import Any, Callable
@@ -89,8 +90,8 @@ def machine_notes(threads: int, torch_hello: dict[str, Any] | None) -> dict[str,
                       f"{pool.get('threading_layer')})" for pool in threadpool_info() if pool["user_api"] == "blas"]
     except ImportError:
         numpy_blas = ["unknown (threadpoolctl is not installed, so the thread limit was not applied)"]
-    return {"cpu": cpu_model(), "threads": threads, "numpy": np.__version__, "numpy_blas": numpy_blas,
-            "torch": torch_hello}
+    return {"cpu": cpu_model(), "threads": threads, "load_average": os.getloadavg()[0], "numpy": np.__version__,
+            "numpy_blas": numpy_blas, "torch": torch_hello}
 
 
 def cpu_model() -> str:
@@ -138,7 +139,8 @@ def format_notes(machine: dict[str, Any]) -> str:
     torch = machine["torch"]
     torch_line = (f"torch {torch['version']}, {torch['threads']} threads: {'; '.join(torch['config'])}" if torch
                   else "torch: not run (not installed, or not asked for)")
-    return "\n".join([f"- CPU: {machine['cpu']}", f"- threads per side: {machine['threads']}",
+    return "\n".join([f"- CPU: {machine['cpu']}; load average {machine['load_average']:.2f} at the start "
+                      f"(other processes share the cores)", f"- threads per side: {machine['threads']}",
                       f"- NumPy {machine['numpy']}, BLAS: {'; '.join(machine['numpy_blas'])}", f"- {torch_line}"])
 
 

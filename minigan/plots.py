@@ -217,8 +217,8 @@ def save_loss_curves(path: PathLike, history: Mapping[str, Sequence[float] | np.
     Args:
         path: the PNG to write.
         history: equal-length sequences under "step" and any of "d_loss", "g_loss"
-            (every key ending in "loss" is drawn), "d_real", "d_fake"; other keys
-            (such as "gp") are ignored.
+            (every key ending in "loss" is drawn, and a VAE's "recon" and "kl"), "d_real",
+            "d_fake"; other keys (such as "gp") are ignored.
         title: title above the panels.
     """
     if "step" not in history:
@@ -230,12 +230,12 @@ def save_loss_curves(path: PathLike, history: Mapping[str, Sequence[float] | np.
     lengths = {key: len(values) for key, values in curves.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"history sequences must all have the same length, got {lengths}")
-    losses = [(key, key) for key in curves if key.endswith("loss")]
+    losses = [(key, key) for key in curves if key.endswith("loss") or key in ("recon", "kl")]
     outputs = [(key, label) for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")) if key in curves]
     panels = [(named, ylabel) for named, ylabel in ((losses, "loss"), (outputs, "D output")) if named]
     if not panels:
-        raise ValueError(f"history has nothing to plot: no key ends in 'loss' and there is no "
-                         f"'d_real' or 'd_fake', got keys {sorted(history)}")
+        raise ValueError(f"history has nothing to plot: no key ends in 'loss', no 'recon' or 'kl', "
+                         f"and there is no 'd_real' or 'd_fake', got keys {sorted(history)}")
     window = max(1, len(steps) // 50)
     kernel = np.ones(window) / window
     with _figure(path, (8.0, 0.5 + 3.0 * len(panels)), nrows=len(panels), sharex=True,

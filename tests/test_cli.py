@@ -98,3 +98,17 @@ def test_python_dash_m_entry_point(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "minigan", "train", "--data", "nope"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_a_vae_trains_samples_and_evaluates_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    status, out, _ = run_main(capsys, "train", "--model", "vae", "--data", "digits", "--steps", "4",
+                              "--batch-size", "16", "--out", str(tmp_path), "--no-progress")
+    assert status == 0 and "reconstructions.png" in out
+    checkpoint = str(tmp_path / "checkpoint.npz")
+    status, _, _ = run_main(capsys, "sample", "--checkpoint", checkpoint, "--n", "9", "--out", str(tmp_path / "s.npy"))
+    samples = np.load(tmp_path / "s.npy")
+    assert status == 0 and samples.shape == (9, 64) and samples.min() >= 0 and samples.max() <= 1
+    status, out, _ = run_main(capsys, "eval", "--checkpoint", checkpoint, "--n", "100")
+    metrics = json.loads(out)
+    assert status == 0 and metrics["elbo"] < 0 and metrics["log_likelihood"] < 0 and metrics["num_samples"] == 100

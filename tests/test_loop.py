@@ -252,3 +252,37 @@ def test_float64_runs_equal_minigan_0_1_bit_for_bit(tmp_path, name, options):
             reference = np.load(fixtures / "reference_ring8_float64_50_steps.npz")[f"ring8/{part}"]
             np.testing.assert_array_equal(params, reference)
         assert hashlib.sha256(params.tobytes()).hexdigest() == expected[f"{name}/{part}"], part
+
+
+def test_a_vae_run_trains_evaluates_and_resumes_bit_exactly(tmp_path):
+    pytest.importorskip("sklearn")
+    common = dict(model="vae", data="digits", batch_size=16, progress=False, eval_samples=50, log_every=1)
+    metrics = train(RunConfig(steps=6, out=str(tmp_path / "straight"), **common))
+    assert metrics["elbo"] < 0 and metrics["log_likelihood"] < 0 and metrics["log_likelihood_k"] == 100
+    assert metrics["files"][-2:] == ["reconstructions.png", "losses.png"]
+    header = (tmp_path / "straight" / "history.csv").read_text().splitlines()[0]
+    assert header == "step,loss,recon,kl"
+    train(RunConfig(steps=3, out=str(tmp_path / "resumed"), **common))
+    train(RunConfig(steps=6, progress=False), resume=str(tmp_path / "resumed"))
+    straight = checkpoint.read_npz(tmp_path / "straight" / "checkpoint.npz")
+    resumed = checkpoint.read_npz(tmp_path / "resumed" / "checkpoint.npz")
+    assert "encoder/0.W" in straight and "decoder_opt/m_scaled" in straight
+    assert all(np.array_equal(straight[name], resumed[name]) for name in straight if name != "config")
+    _, extra = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
+    assert extra["config"]["model"] == "vae" and extra["config"]["loss"] is None
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(model="vae", loss="wgan"), "--loss and --pack apply to GANs"),
+    (dict(model="vae", pack=2), "--loss and --pack apply to GANs"),
+    (dict(model="vae", preset="ring8"), "preset 'ring8' builds a gan, not a vae"),
+    (dict(model="gan", preset="vae"), "preset 'vae' builds a vae, not a gan"),
+])
+def test_family_and_preset_must_agree(options, words):
+    with pytest.raises(ValueError, match=words):
+        RunConfig(data="digits", **options).resolved()
+
+
+def test_default_output_directories_per_family():
+    assert RunConfig(data="idx").output_dir() == Path("runs/idx")
+    assert RunConfig(data="idx", model="vae").output_dir() == Path("runs/idx-vae")

@@ -18,7 +18,7 @@ from ..objectives import OBJECTIVES
 from .presets import PRESETS, Preset
 
 DATA_NAMES = (*MIXTURES, "digits", "idx")
-MODEL_NAMES = ("gan",)
+MODEL_NAMES = ("gan", "vae")
 
 
 def _option(default: Any, help: str, **cli: Any) -> Any:
@@ -30,7 +30,8 @@ def _option(default: Any, help: str, **cli: Any) -> Any:
 class RunConfig:
     """A training run. None means "the preset's value"."""
 
-    model: str = _option("gan", "model family", choices=MODEL_NAMES)
+    model: str | None = _option(None, "model family (default: the preset's; gan presets are named after "
+                                "the data, the vae preset after the family)", choices=MODEL_NAMES)
     data: str = _option("ring8", "data set (ring8 | grid25: 2-D mixtures; digits: 8x8 digits; "
                         "idx: Fashion-MNIST IDX files)", choices=DATA_NAMES)
     data_dir: str | None = _option(None, "directory of the IDX files for --data idx "
@@ -51,7 +52,7 @@ class RunConfig:
                          choices=tuple(DTYPES))
     blas_threads: int | None = _option(None, "BLAS threads (default: the preset's, measured fastest)",
                                        type=int)
-    out: str | None = _option(None, "output directory (default runs/<data>)")
+    out: str | None = _option(None, "output directory (default runs/<data>, runs/<data>-vae for a VAE)")
     log_every: int = _option(10, "one history row every this many steps", type=int)
     checkpoint_every: int = _option(1000, "a checkpoint every this many steps (and at the end)", type=int)
     eval_samples: int = _option(2500, "samples drawn for the final metrics", type=int)
@@ -77,10 +78,21 @@ class RunConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 
+    def preset_name(self) -> str:
+        """The preset this run uses: the one named, else the data set's (GAN) or the family's."""
+        if self.preset == "best":
+            return f"{self.data}-best"
+        return self.preset or (self.model if self.model not in (None, "gan") else self.data)
+
     def resolved_preset(self) -> Preset:
         """The preset with this configuration's overrides applied."""
-        name = self.preset or self.data
-        preset = PRESETS[f"{self.data}-best" if name == "best" else name]
+        preset = PRESETS[self.preset_name()]
+        if self.model is not None and self.model != preset.family:
+            raise ValueError(f"preset {self.preset_name()!r} builds a {preset.family}, not a {self.model}; "
+                             f"choose a {self.model} preset")
+        if preset.family != "gan" and (self.loss is not None or self.pack is not None):
+            raise ValueError(f"--loss and --pack apply to GANs; preset {self.preset_name()!r} builds a "
+                             f"{preset.family}")
         if self.loss is not None and self.loss != preset.loss:
             # The preset's optimizer settings were tuned for its own loss.
             preset = replace(preset, loss=self.loss, optimizer="paper", lr=None, d_steps=None,
@@ -91,13 +103,19 @@ class RunConfig:
     def resolved(self) -> "RunConfig":
         """A copy with every None filled in from the preset, as saved in checkpoints."""
         preset = self.resolved_preset()
-        return replace(self, preset=self.preset or self.data, loss=preset.loss, steps=preset.steps,
-                       batch_size=preset.batch_size, lr=preset.lr, pack=preset.pack,
+        gan = preset.family == "gan"
+        return replace(self, model=preset.family, preset=self.preset or self.preset_name(),
+                       loss=preset.loss if gan else None, steps=preset.steps,
+                       batch_size=preset.batch_size, lr=preset.lr, pack=preset.pack if gan else None,
                        blas_threads=preset.blas_threads, out=str(self.output_dir()))
 
     def output_dir(self) -> Path:
-        """Where the run writes its files."""
-        return Path(self.out if self.out is not None else Path("runs") / self.data)
+        """Where the run writes its files: `out`, else runs/<data> (runs/<data>-<family> for
+        families other than GANs)."""
+        if self.out is not None:
+            return Path(self.out)
+        family = self.model or PRESETS[self.preset_name()].family
+        return Path("runs") / (self.data if family == "gan" else f"{self.data}-{family}")
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "RunConfig":

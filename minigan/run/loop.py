@@ -125,7 +125,7 @@ def train(config: RunConfig, resume: str | None = None) -> dict[str, Any]:
         data = real_data(config, preset)
         if model is None:
             backend = get_backend(config.backend, config.dtype, config.seed)
-            model = build_model(config.model, preset, data.shape, backend)
+            model = build_model(preset.family, preset, data.shape, backend)
             base_lr = {name: optimizer.lr for name, optimizer in model.optimizers.items()}
         out = config.output_dir()
         out.mkdir(parents=True, exist_ok=True)

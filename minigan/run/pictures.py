@@ -1,11 +1,14 @@
 """The pictures a run writes: samples.png (a scatter over the true modes, or an image
-grid) and losses.png. matplotlib is optional: without it the run still succeeds and
+grid), losses.png, and for a VAE reconstructions.png (rows of real test images, each
+followed by its reconstruction). matplotlib is optional: without it the run still succeeds and
 says once how to get the pictures."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .realdata import RealData, evaluation_noise
 
@@ -32,10 +35,18 @@ def write_pictures(model: Any, data: RealData, out: Path, history: list[dict[str
         plots.save_image_grid(out / "samples.png", samples.clip(0, 1), data.dataset.image_shape,
                               title=f"{data.name}: samples after {model.steps} steps")
     written = ["samples.png"]
+    if hasattr(model, "reconstruct") and data.dataset is not None:
+        real = data.dataset.x_test[:50]  # (50, pixels) in [0, 1]
+        rebuilt = data.to_data_space(model.backend.to_numpy(model.reconstruct(real.reshape(-1, *data.shape))))
+        pairs = np.stack([real.reshape(5, 10, -1), rebuilt.reshape(5, 10, -1)], axis=1)  # (5, 2, 10, pixels)
+        plots.save_image_grid(out / "reconstructions.png", pairs.reshape(100, -1).clip(0, 1),
+                              data.dataset.image_shape, title=f"{data.name}: test images (odd rows) and "
+                              f"their reconstructions (even rows)")
+        written.append("reconstructions.png")
     if history:
         columns = [key for key in history[0] if key != "step"]
         plots.save_loss_curves(out / "losses.png", {key: [row[key] for row in history]
                                                    for key in ("step", *columns)},
-                               title=f"{data.name}: losses and discriminator outputs")
+                               title=f"{data.name}: training statistics")
         written.append("losses.png")
     return written

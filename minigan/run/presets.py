@@ -16,6 +16,7 @@ from ..gan import GAN
 from ..model import Sequential
 from ..objectives import OBJECTIVES
 from ..optim import Adam, Optimizer, RMSProp
+from ..vae import VAE
 from .architectures import ACTIVATIONS, OUTPUTS, dcgan_discriminator, dcgan_generator, mlp
 
 ARCHITECTURES = ("mlp", "dcgan")
@@ -26,9 +27,13 @@ DATA_RANGES = ("unit", "symmetric")
 class Preset:
     """Architecture and optimisation settings of one training recipe."""
 
-    latent_dim: int                          # width of the noise z
+    latent_dim: int                          # width of the noise z (the VAE's code)
     generator_hidden: tuple[int, ...]        # hidden widths of G (dcgan: channels, widest first)
     discriminator_hidden: tuple[int, ...]    # hidden widths of D (dcgan: channels, narrowest first)
+    family: str = "gan"                      # gan | vae: the model family it builds
+    encoder_hidden: tuple[int, ...] = ()     # hidden widths of a VAE's encoder (its decoder: generator_hidden)
+    likelihood: str = "bernoulli"            # a VAE's p(x|z): bernoulli | gaussian | gaussian_learned
+    beta: float = 1.0                        # a VAE's weight of the KL term
     architecture: str = "mlp"                # mlp | dcgan (images as (H, W, C))
     data_range: str = "unit"                 # unit: pixels in [0, 1]; symmetric: in [-1, 1] (tanh output)
     generator_activation: str = "relu"       # key of ACTIVATIONS
@@ -83,6 +88,11 @@ PRESETS: dict[str, Preset] = {
     # DCGAN (Radford et al. 2015) at 28x28, channels-last: G z -> Dense -> 7x7x128 -> BatchNorm ReLU
     # -> ConvT 128->64 (k4 s2 p1) -> BatchNorm ReLU -> ConvT 64->1 -> tanh; D Conv 1->64 -> LeakyReLU
     # -> Conv 64->128 -> BatchNorm LeakyReLU -> Dense -> 1; weights N(0, 0.02), Adam 2e-4 (0.5, 0.999).
+    # The VAE of pytorch/examples: encoder 784-400-(20, 20), decoder 20-400-784 (logits), ReLU,
+    # Bernoulli likelihood, Adam 1e-3, batch 128, 10 epochs of Fashion-MNIST's 60,000 images.
+    "vae": Preset(latent_dim=20, encoder_hidden=(400,), generator_hidden=(400,), discriminator_hidden=(),
+                  family="vae", generator_activation="relu", lr=1e-3, betas=(0.9, 0.999),
+                  batch_size=128, steps=4690),
     "dcgan": Preset(latent_dim=100, generator_hidden=(128, 64), discriminator_hidden=(64, 128),
                     architecture="dcgan", data_range="symmetric", output="tanh", init="normal",
                     batch_size=64, steps=10000),
@@ -131,8 +141,21 @@ def _optimizer(preset: Preset, model: Sequential) -> Optimizer:
     raise ValueError(f"optimizer must be adam, rmsprop or paper, got {preset.optimizer!r}")
 
 
-def build_model(family: str, preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> GAN:
-    """The model family `family` ("gan") built from `preset` for examples of `data_shape`."""
-    if family == "gan":
-        return build_gan(preset, data_shape, backend)
-    raise ValueError(f"unknown model family {family!r}; known: ['gan']")
+def build_vae(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> VAE:
+    """An MLP VAE: encoder features -> hidden -> 2 * latent (mu, logvar), decoder latent ->
+    hidden -> features (logits or means, shaped like the data), each with its optimizer."""
+    features = math.prod(data_shape)
+    encoder = mlp([features, *preset.encoder_hidden, 2 * preset.latent_dim], preset.generator_activation,
+                  "linear", preset.init, backend)
+    decoder = mlp([preset.latent_dim, *preset.generator_hidden, features], preset.generator_activation,
+                  "linear", preset.init, backend)
+    return VAE(encoder, decoder, likelihood=preset.likelihood, beta=preset.beta,
+               encoder_opt=_optimizer(preset, encoder), decoder_opt=_optimizer(preset, decoder))
+
+
+def build_model(family: str, preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> Any:
+    """The model family `family` ("gan" or "vae") built from `preset` for examples of `data_shape`."""
+    builders = {"gan": build_gan, "vae": build_vae}
+    if family not in builders:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(builders)}")
+    return builders[family](preset, data_shape, backend)
