@@ -136,6 +136,7 @@ def format_layer_table(rows: list[dict[str, Any]]) -> str:
 
 
 def format_notes(machine: dict[str, Any]) -> str:
+    """The CPU, the load, the threads and each side's BLAS as a bullet list."""
     torch = machine["torch"]
     torch_line = (f"torch {torch['version']}, {torch['threads']} threads: {'; '.join(torch['config'])}" if torch
                   else "torch: not run (not installed, or not asked for)")
@@ -145,6 +146,7 @@ def format_notes(machine: dict[str, Any]) -> str:
 
 
 def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")

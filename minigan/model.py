@@ -38,6 +38,15 @@ class Sequential:
         input_shape: one example's shape without the batch axis, e.g. (28, 28, 1);
             may be omitted when the first layer is `Dense` (then it is (in_features,)).
 
+    Intermediate activations (e.g. a discriminator's features): `forward(x, until=l)` runs
+    layers 0..l only and returns layer l's output, of shape (N, *shapes[l + 1]);
+    `backward(dy, from_layer=l)` takes dy at layer l's output and runs layers l..0. A
+    layer index l is an int in [-len(layers), len(layers) - 1], negative ones counting
+    from the end as in Python (see `layer_index`). Layers after l are left alone: their
+    caches, and their gradients even with `accumulate=False`. A layer's backward never
+    changes what its forward cached, so several backward calls may follow one forward,
+    e.g. one from the top and one from layer l.
+
     Raises:
         ValueError: a layer that cannot take its input shape, naming the layer, its
             index, the shape it got and what it expects.
@@ -151,29 +160,43 @@ class Sequential:
         """Switches every layer to evaluation mode (BatchNorm uses its running statistics)."""
         return self.train(False)
 
-    def forward(self, x: Any) -> Any:
-        """Runs every layer on `x` (N, *input_shape) and returns (N, *output_shape)."""
+    def layer_index(self, index: int) -> int:
+        """`index` as a position in `layers`, in [0, len(layers)): negative indices count
+        from the end as in Python; ValueError for anything but an int in range."""
+        count = len(self.layers)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -count <= index < count:
+            raise ValueError(f"a layer index must be an int in [-{count}, {count - 1}] (the model has "
+                             f"{count} layers), got {index!r}")
+        return int(index) % count
+
+    def forward(self, x: Any, until: int | None = None) -> Any:
+        """Runs every layer on `x` (N, *input_shape) and returns (N, *output_shape); with
+        `until=l`, runs layers 0..l only and returns layer l's output (N, *shapes[l + 1])."""
+        stop = len(self.layers) if until is None else self.layer_index(until) + 1
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"model expects input of shape (N, {', '.join(map(str, self.input_shape))}), "
                              f"got {tuple(x.shape)}")
-        for layer in self.layers:
+        for layer in self.layers[:stop]:
             x = layer.forward(x)
         return x
 
     __call__ = forward
 
     def backward(self, dy: Any, param_grads: bool = True, input_grad: bool = True,
-                 accumulate: bool = True) -> Any:
+                 accumulate: bool = True, from_layer: int | None = None) -> Any:
         """Backpropagates dy = dL/doutput of the last forward; returns dL/dinput.
 
         With `param_grads=True` the parameter gradients are *added* into `grads`;
         `accumulate=False` overwrites them instead (the same as `zero_grad()` first,
         without its pass over them); `param_grads=False` leaves them untouched and only
         dL/dinput is computed. With `input_grad=False` the first layer skips dL/dinput
-        (a whole matrix product for a Dense layer) and None is returned.
+        (a whole matrix product for a Dense layer) and None is returned. With
+        `from_layer=l`, dy is dL/d(layer l's output) and only layers l..0 run: the
+        gradients of the layers after l are neither added to nor overwritten.
         """
+        start = len(self.layers) - 1 if from_layer is None else self.layer_index(from_layer)
         grads = "skip" if not param_grads else ("add" if accumulate else "write")
-        for index in range(len(self.layers) - 1, -1, -1):
+        for index in range(start, -1, -1):
             dy = self.layers[index].backward(dy, grads=grads, input_grad=input_grad or index > 0)
         return dy
 

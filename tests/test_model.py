@@ -277,3 +277,143 @@ def test_config_round_trip_rebuilds_image_models(backend):
     assert rebuilt.config() == model.config() and rebuilt.shapes == model.shapes
     legacy = mg.Sequential.from_config(make_mlp(backend).config()["layers"], backend=backend)
     assert legacy.input_shape == (4,)  # minigan 0.1 saved a bare list of layers
+
+
+# ---------------------------------------------------------------- intermediate activations
+
+
+def every_layer_model(backend):
+    """A float64 image model with one layer of every kind from layers.py, conv.py and norm.py
+    (shapes: (4, 4, 2) -> (2, 2, 3) -> (4, 4, 2) -> (32,) -> (2, 2, 1) -> (4,) -> (1,)),
+    parameters and BatchNorm statistics away from their initial values."""
+    layers = [mg.Conv2d(2, 3, 3, stride=2, padding=1), mg.BatchNorm(3), mg.LeakyReLU(0.2),
+              mg.ConvTranspose2d(3, 2, 2, stride=2), mg.Tanh(), mg.Flatten(), mg.Dense(32, 4),
+              mg.ReLU(), mg.Reshape((2, 2, 1)), mg.Sigmoid(), mg.Flatten(), mg.Dense(4, 1)]
+    model = mg.Sequential(layers, backend=backend, input_shape=(4, 4, 2))
+    model.params[...] = backend.standard_normal(model.params.shape) * 0.5
+    model.buffers[...] = backend.uniform(model.buffers.shape) + 0.5
+    return model
+
+
+def prefix_of(model, last):
+    """A new Sequential of the model's layers 0..last with the same parameters and buffers."""
+    config = model.config()
+    prefix = mg.Sequential.from_config({**config, "layers": config["layers"][:last + 1]}, model.backend)
+    prefix.load_state_dict({name: value for name, value in model.state_dict().items()
+                            if int(name.split(".")[0]) <= last})
+    return prefix.train(model.training)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_until_a_layer_is_the_first_layers_alone(backend, training):
+    """forward(x, until=l) is the output of a Sequential of layers 0..l (negative l counts
+    from the end), and the caches of the later layers keep the earlier full pass."""
+    model = every_layer_model(backend).train(training)
+    x = backend.standard_normal((3, 4, 4, 2))
+    count = len(model.layers)
+    for last in range(count):
+        model.forward(backend.standard_normal((3, 4, 4, 2)))
+        later = [{name: id(value) for name, value in vars(layer).items()} for layer in model.layers[last + 1:]]
+        expected = backend.to_numpy(prefix_of(model, last).forward(x))
+        for until in (last, last - count):
+            features = model.forward(x, until=until)
+            assert features.shape == (3, *model.shapes[last + 1])
+            np.testing.assert_allclose(backend.to_numpy(features), expected, rtol=1e-13, atol=1e-15)
+        for layer, before in zip(model.layers[last + 1:], later):  # the same cached objects
+            assert {name: id(value) for name, value in vars(layer).items()} == before, layer
+    np.testing.assert_array_equal(backend.to_numpy(model.forward(x, until=-1)), backend.to_numpy(model.forward(x)))
+
+
+@pytest.mark.parametrize("last", [1, 5, 9])
+def test_backward_from_a_layer_is_that_of_the_first_layers(backend, last):
+    """backward(dy, from_layer=l) after forward(x, until=l) gives the input and parameter
+    gradients of sum(layer l's output * dy): those of a Sequential of layers 0..l, and
+    central differences of it (float64); the later layers' gradients stay as they were."""
+    model = every_layer_model(backend)
+    x = backend.standard_normal((3, 4, 4, 2))
+    dy = backend.standard_normal((3, *model.shapes[last + 1]))
+    prefix = prefix_of(model, last)
+    prefix.zero_grad()
+    prefix.forward(x)
+    prefix_dx = backend.to_numpy(prefix.backward(dy))
+    model.grads[...] = 7.0  # stale values that accumulate=False overwrites up to layer l only
+    model.forward(x, until=last)
+    dx = model.backward(dy, accumulate=False, from_layer=last - len(model.layers))
+
+    def objective():
+        return backend.xp.sum(model.forward(x, until=last) * dy)
+
+    comparisons = [mg.gradcheck.compare("input", dx, mg.gradcheck.numerical_gradient(objective, x))]
+    for name, param, grad in model.named_parameters():
+        index = int(name.split(".")[0])
+        if index > last:
+            assert np.all(backend.to_numpy(grad) == 7.0), name
+        else:
+            comparisons.append(mg.gradcheck.compare(name, grad, mg.gradcheck.numerical_gradient(objective, param)))
+            np.testing.assert_allclose(backend.to_numpy(grad), backend.to_numpy(dict(
+                (n, g) for n, _, g in prefix.named_parameters())[name]), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(backend.to_numpy(dx), prefix_dx, rtol=1e-12, atol=1e-14)
+    assert_gradients_close(mg.gradcheck.GradcheckReport(comparisons))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_two_backward_calls_on_one_forward_add_up(backend, training):
+    """After one forward, backward from the top then from layer 5 (accumulating) gives the
+    gradients of sum(model(x) * dy_top) + sum(layer 5's output * dy_5): no layer's backward
+    disturbs its forward cache."""
+    model = every_layer_model(backend).train(training)
+    x = backend.standard_normal((3, 4, 4, 2))
+    dy_top, dy_mid = backend.standard_normal((3, 1)), backend.standard_normal((3, *model.shapes[6]))
+    model.zero_grad()
+    model.forward(x)
+    dx = model.backward(dy_top) + model.backward(dy_mid, from_layer=5)
+
+    def objective():
+        xp = backend.xp
+        top = xp.sum(model.forward(x) * dy_top)
+        return top + xp.sum(model.forward(x, until=5) * dy_mid)
+
+    report = mg.gradcheck.GradcheckReport([mg.gradcheck.compare("input", dx, mg.gradcheck.numerical_gradient(objective, x))] + [
+        mg.gradcheck.compare(name, grad, mg.gradcheck.numerical_gradient(objective, param)) for name, param, grad in model.named_parameters()])
+    assert_gradients_close(report)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_no_layer_backward_changes_its_forward_cache(backend, training):
+    """Every layer kind of layers.py, conv.py and norm.py: each backward mode leaves every
+    array the forward cached unchanged, so repeated backward calls give the same result."""
+    model = every_layer_model(backend).train(training)
+    kinds = {type(layer) for layer in model.layers}
+    defined = {cls for cls in mg.layers.LAYER_TYPES.values()
+               if cls.__module__ in ("minigan.layers", "minigan.conv", "minigan.norm") and not cls.__name__.startswith("_")}
+    assert kinds == defined, defined - kinds
+    x = backend.standard_normal((3, 4, 4, 2))
+    inputs = [x]
+    for layer in model.layers:
+        inputs.append(layer.forward(inputs[-1]))
+    for layer, layer_input, output in zip(model.layers, inputs, inputs[1:]):
+        views = {name for name, _ in layer.param_shapes().items()} | {"d" + n for n in layer.param_shapes()}
+        cached = {name: backend.to_numpy(value).copy() for name, value in vars(layer).items()
+                  if hasattr(value, "shape") and name not in views}
+        dy = backend.standard_normal(output.shape)
+        first = None
+        for grads in ("add", "write", "skip", "add"):
+            for input_grad in (True, False):
+                dx = layer.backward(dy, grads=grads, input_grad=input_grad)
+                if input_grad:
+                    first = backend.to_numpy(dx).copy() if first is None else first
+                    np.testing.assert_array_equal(backend.to_numpy(dx), first)
+        for name, before in cached.items():
+            np.testing.assert_array_equal(backend.to_numpy(getattr(layer, name)), before,
+                                          err_msg=f"{layer!r}.{name}")
+
+
+def test_bad_layer_indices_are_refused(backend):
+    model = make_mlp(backend)  # 5 layers
+    x, dy = backend.standard_normal((2, 4)), backend.standard_normal((2, 8))
+    for index in (5, -6, 1.0, True, "1"):
+        with pytest.raises(ValueError, match=r"a layer index must be an int in \[-5, 4\] \(the model has 5 layers\)"):
+            model.forward(x, until=index)
+        with pytest.raises(ValueError, match=r"a layer index must be an int in \[-5, 4\]"):
+            model.backward(dy, from_layer=index)
+    assert model.layer_index(np.int64(-5)) == 0 and model.layer_index(4) == 4

@@ -143,6 +143,7 @@ class MiniganDCGAN:
         return median_ms(lambda: self.gan.train_step(self.real), lambda: None, repeats, warmup=1)
 
     def products_ms(self, repeats: int) -> float:
+        """The summed median ms of this step's matrix products alone (`step_products`)."""
         return products_ms(step_products(self.gan, self.batch), repeats)
 
     def layer_ms(self, repeats: int) -> list[dict[str, Any]]:
@@ -196,6 +197,7 @@ class TorchDCGAN:
             init.zeros_(module.bias)
 
     def train_step(self) -> tuple[float, float]:
+        """pytorch/examples' dcgan step (with a logit D and BCEWithLogitsLoss); (d_loss, g_loss)."""
         torch, D = self.torch, self.D
         ones, zeros = torch.ones(self.batch, 1), torch.zeros(self.batch, 1)
         fake = self.G(torch.randn(self.batch, 100))
@@ -212,6 +214,7 @@ class TorchDCGAN:
         return (loss_real + loss_fake).item(), g_loss.item()
 
     def step_ms(self, repeats: int) -> float:
+        """Pause, one untimed step, then the median ms of `repeats` steps."""
         time.sleep(PAUSE_S)
         return median_ms(self.train_step, lambda: None, repeats, warmup=1)
 
@@ -266,7 +269,8 @@ def worker_main(threads: int) -> None:
 
 
 class TorchWorker:
-    """The client side of the worker process."""
+    """The client side of the worker process: starts it with `threads` torch threads and
+    reads its hello (version, threads, BLAS lines) into `hello`."""
 
     def __init__(self, threads: int):
         self.log = tempfile.TemporaryFile(mode="w+")  # the child's stderr, read if it dies
@@ -283,6 +287,7 @@ class TorchWorker:
         return json.loads(line)
 
     def ask(self, op: str, batch: int, repeats: int) -> dict[str, Any]:
+        """One request: op "step" ({"ms": ...}) or "layers" ({"layers": rows}) at `batch`."""
         self.process.stdin.write(json.dumps({"op": op, "batch": batch, "repeats": repeats}) + "\n")
         self.process.stdin.flush()
         return self._reply()
