@@ -11,11 +11,12 @@ from .optim import SGD, Adam, Optimizer, RMSProp
 from .penalty import gradient_penalty
 from .trainable import Trainable
 from .vae import VAE
+from .vaegan import VAEGAN
 from .version import __version__
 
 __all__ = [
     "Adam", "BCEWithLogits", "GAN", "Backend", "BackendUnavailableError", "BatchNorm", "Conv2d", "ConvTranspose2d", "Dense", "Flatten", "Layer",
     "LeakyReLU", "Optimizer", "RMSProp", "ReLU", "Reshape", "SGD", "Sequential", "Sigmoid",
-    "SoftmaxCrossEntropy", "Tanh", "Trainable", "VAE", "__version__", "cuda_available", "get_backend",
+    "SoftmaxCrossEntropy", "Tanh", "Trainable", "VAE", "VAEGAN", "__version__", "cuda_available", "get_backend",
     "gradcheck", "gradient_penalty",
 ]

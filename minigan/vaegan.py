@@ -6,7 +6,8 @@ The loss, as the paper writes it, with Dis_l the output of the discriminator's l
     L = L_prior + L_llike^Dis_l + L_GAN
     L_prior = KL(q(z|x) || p(z)),  p(z) = N(0, I)
     L_llike^Dis_l = -E_q(z|x)[log p(Dis_l(x) | z)],  p(Dis_l(x) | z) = N(Dis_l(x) | Dis_l(x~), I)
-    L_GAN = log Dis(x) + log(1 - Dis(x~)) + log(1 - Dis(x_p)),  x~ = Dec(z), z ~ q(z|x);  x_p = Dec(z_p), z_p ~ p(z)
+    L_GAN = log Dis(x) + log(1 - Dis(x~)) + log(1 - Dis(x_p)),
+    x~ = Dec(z) for z ~ q(z|x),  x_p = Dec(z_p) for z_p ~ p(z),
 and each network trains on its own part of it (the paper's Algorithm 1): the encoder on
 L_prior + L_llike, the decoder on gamma L_llike and the GAN game, the discriminator on the
 GAN game alone.

@@ -295,6 +295,17 @@ def every_layer_model(backend):
     return model
 
 
+def central_differences(objective, model, x, dx, last=None):
+    """A gradient-check report of dx and the model's parameter gradients (of layers 0..last,
+    all when None) against central differences of objective()."""
+    gradcheck = mg.gradcheck
+    comparisons = [gradcheck.compare("input", dx, gradcheck.numerical_gradient(objective, x))]
+    comparisons += [gradcheck.compare(name, grad, gradcheck.numerical_gradient(objective, param))
+                    for name, param, grad in model.named_parameters()
+                    if last is None or int(name.split(".")[0]) <= last]
+    return gradcheck.GradcheckReport(comparisons)
+
+
 def prefix_of(model, last):
     """A new Sequential of the model's layers 0..last with the same parameters and buffers."""
     config = model.config()
@@ -343,17 +354,15 @@ def test_backward_from_a_layer_is_that_of_the_first_layers(backend, last):
     def objective():
         return backend.xp.sum(model.forward(x, until=last) * dy)
 
-    comparisons = [mg.gradcheck.compare("input", dx, mg.gradcheck.numerical_gradient(objective, x))]
-    for name, param, grad in model.named_parameters():
-        index = int(name.split(".")[0])
-        if index > last:
+    assert_gradients_close(central_differences(objective, model, x, dx, last))
+    np.testing.assert_allclose(backend.to_numpy(dx), prefix_dx, rtol=1e-12, atol=1e-14)
+    prefix_grads = {name: grad for name, _, grad in prefix.named_parameters()}
+    for name, _, grad in model.named_parameters():
+        if int(name.split(".")[0]) > last:
             assert np.all(backend.to_numpy(grad) == 7.0), name
         else:
-            comparisons.append(mg.gradcheck.compare(name, grad, mg.gradcheck.numerical_gradient(objective, param)))
-            np.testing.assert_allclose(backend.to_numpy(grad), backend.to_numpy(dict(
-                (n, g) for n, _, g in prefix.named_parameters())[name]), rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(backend.to_numpy(dx), prefix_dx, rtol=1e-12, atol=1e-14)
-    assert_gradients_close(mg.gradcheck.GradcheckReport(comparisons))
+            np.testing.assert_allclose(backend.to_numpy(grad), backend.to_numpy(prefix_grads[name]),
+                                       rtol=1e-12, atol=1e-14, err_msg=name)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -373,9 +382,7 @@ def test_two_backward_calls_on_one_forward_add_up(backend, training):
         top = xp.sum(model.forward(x) * dy_top)
         return top + xp.sum(model.forward(x, until=5) * dy_mid)
 
-    report = mg.gradcheck.GradcheckReport([mg.gradcheck.compare("input", dx, mg.gradcheck.numerical_gradient(objective, x))] + [
-        mg.gradcheck.compare(name, grad, mg.gradcheck.numerical_gradient(objective, param)) for name, param, grad in model.named_parameters()])
-    assert_gradients_close(report)
+    assert_gradients_close(central_differences(objective, model, x, dx))
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -384,8 +391,8 @@ def test_no_layer_backward_changes_its_forward_cache(backend, training):
     array the forward cached unchanged, so repeated backward calls give the same result."""
     model = every_layer_model(backend).train(training)
     kinds = {type(layer) for layer in model.layers}
-    defined = {cls for cls in mg.layers.LAYER_TYPES.values()
-               if cls.__module__ in ("minigan.layers", "minigan.conv", "minigan.norm") and not cls.__name__.startswith("_")}
+    defined = {cls for cls in mg.layers.LAYER_TYPES.values() if not cls.__name__.startswith("_")
+               and cls.__module__ in ("minigan.layers", "minigan.conv", "minigan.norm")}
     assert kinds == defined, defined - kinds
     x = backend.standard_normal((3, 4, 4, 2))
     inputs = [x]

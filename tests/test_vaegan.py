@@ -271,8 +271,9 @@ def test_config_round_trip_and_defaults(backend_name):
 
 def test_short_training_run_lowers_the_autoencoding_loss(backend32):
     """300 float32 Adam steps on noisy copies of four 16-pixel patterns in [-1, 1] cut
-    L_llike + L_prior, averaged over 20 steps, to under half its starting value, while the
-    reconstructions also improve in pixel space."""
+    L_llike + L_prior, averaged over 20 steps, to under half its starting value (about 22
+    to 3.6 here; 13-22 to 3.1-3.6 over other seeds), and the pixel-space reconstruction
+    error to under half too (about 1.07 to 0.10)."""
     rng = np.random.default_rng(0)
     prototypes = np.where(rng.random((4, 16)) < 0.5, -0.8, 0.8)
     images = (prototypes[rng.integers(0, 4, 512)] + 0.05 * rng.standard_normal((512, 16))).astype(np.float32)
@@ -322,18 +323,22 @@ def dense(be, *widths):
 
 
 @pytest.mark.parametrize("make, words", [
-    (lambda E, G, D, be: VAEGAN(dense(be, 4, 3), G, D, 2), r"encoder must output \(2 \* latent_dim,\).* not \(3,\)"),
+    (lambda E, G, D, be: VAEGAN(dense(be, 4, 3), G, D, 2),
+     r"encoder must output \(2 \* latent_dim,\).* not \(3,\)"),
     (lambda E, G, D, be: VAEGAN(mg.Sequential([mg.Dense(4, 4), mg.Reshape((2, 2))], backend=be), G, D, 2),
      r"encoder must output \(2 \* latent_dim,\).* not \(2, 2\)"),
     (lambda E, G, D, be: VAEGAN(E, dense(be, 3, 4), D, 2), r"the decoder must read \(2,\), not \(3,\)"),
     (lambda E, G, D, be: VAEGAN(E, G, dense(be, 5, 1), 0),
      r"decoder makes data of shape \(4,\), but the discriminator reads \(5,\)"),
-    (lambda E, G, D, be: VAEGAN(dense(be, 5, 4), G, D, 2), r"decoder makes data of shape \(4,\), but the encoder reads \(5,\)"),
-    (lambda E, G, D, be: VAEGAN(E, G, dense(be, 4, 3, 2), 0), r"discriminator must output one logit per input, not \(2,\)"),
+    (lambda E, G, D, be: VAEGAN(dense(be, 5, 4), G, D, 2),
+     r"decoder makes data of shape \(4,\), but the encoder reads \(5,\)"),
+    (lambda E, G, D, be: VAEGAN(E, G, dense(be, 4, 3, 2), 0),
+     r"discriminator must output one logit per input, not \(2,\)"),
     (lambda E, G, D, be: VAEGAN(E, G, D, 6), r"feature_layer: a layer index must be an int in \[-6, 5\].* got 6"),
     (lambda E, G, D, be: VAEGAN(E, G, D, -7), r"feature_layer: a layer index must be an int in \[-6, 5\]"),
     (lambda E, G, D, be: VAEGAN(E, G, D, 2.0), r"feature_layer: a layer index must be an int"),
-    (lambda E, G, D, be: VAEGAN(E, G, D, 5), r"feature_layer must be a hidden layer of the discriminator, not its last"),
+    (lambda E, G, D, be: VAEGAN(E, G, D, 5),
+     r"feature_layer must be a hidden layer of the discriminator, not its last"),
     (lambda E, G, D, be: VAEGAN(E, G, D, -1), r"not its last \(layer 5, the logit\)"),
     (lambda E, G, D, be: VAEGAN(E, G, D, 2, gamma=0), "gamma must be a positive number, got 0"),
     (lambda E, G, D, be: VAEGAN(E, G, D, 2, gamma=-1.0), "gamma must be a positive number"),
