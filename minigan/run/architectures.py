@@ -57,9 +57,10 @@ def dcgan_generator(latent_dim: int, channels: tuple[int, ...], image_shape: tup
 
 
 def dcgan_discriminator(image_shape: tuple[int, int, int], channels: tuple[int, ...], init: str,
-                        backend: Backend, batch_norm: bool = True) -> Sequential:
+                        backend: Backend, batch_norm: bool = True, outputs: int = 1) -> Sequential:
     """[Conv k4 s2 p1 -> (BatchNorm after the first) LeakyReLU 0.2] per entry of `channels`
-    -> Flatten -> Dense -> one logit. Without `batch_norm` (WGAN-GP's critic) no BatchNorm."""
+    -> Flatten -> Dense -> `outputs` values (one logit; a VAE encoder's 2 * latent). Without
+    `batch_norm` (WGAN-GP's critic) no BatchNorm."""
     layers: list[Layer] = []
     widths = [image_shape[2], *channels]
     for index, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -70,5 +71,5 @@ def dcgan_discriminator(image_shape: tuple[int, int, int], channels: tuple[int, 
     shape: tuple[int, ...] = image_shape
     for layer in layers:
         shape = layer.output_shape(shape)
-    return Sequential([*layers, Flatten(), Dense(math.prod(shape), 1, init=init)], backend=backend,
+    return Sequential([*layers, Flatten(), Dense(math.prod(shape), outputs, init=init)], backend=backend,
                       input_shape=image_shape)

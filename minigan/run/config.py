@@ -18,7 +18,7 @@ from ..objectives import OBJECTIVES
 from .presets import PRESETS, Preset
 
 DATA_NAMES = (*MIXTURES, "digits", "idx")
-MODEL_NAMES = ("gan", "vae")
+MODEL_NAMES = ("gan", "vae", "vaegan")
 
 
 def _option(default: Any, help: str, **cli: Any) -> Any:
@@ -31,7 +31,7 @@ class RunConfig:
     """A training run. None means "the preset's value"."""
 
     model: str | None = _option(None, "model family (default: the preset's; gan presets are named after "
-                                "the data, the vae preset after the family)", choices=MODEL_NAMES)
+                                "the data, the vae and vaegan presets after the family)", choices=MODEL_NAMES)
     data: str = _option("ring8", "data set (ring8 | grid25: 2-D mixtures; digits: 8x8 digits; "
                         "idx: Fashion-MNIST IDX files)", choices=DATA_NAMES)
     data_dir: str | None = _option(None, "directory of the IDX files for --data idx "
@@ -52,7 +52,7 @@ class RunConfig:
                          choices=tuple(DTYPES))
     blas_threads: int | None = _option(None, "BLAS threads (default: the preset's, measured fastest)",
                                        type=int)
-    out: str | None = _option(None, "output directory (default runs/<data>, runs/<data>-vae for a VAE)")
+    out: str | None = _option(None, "output directory (default runs/<data>, runs/<data>-<family> for a VAE or VAE-GAN)")
     log_every: int = _option(10, "one history row every this many steps", type=int)
     checkpoint_every: int = _option(1000, "a checkpoint every this many steps (and at the end)", type=int)
     eval_samples: int = _option(2500, "samples drawn for the final metrics", type=int)

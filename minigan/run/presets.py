@@ -17,6 +17,7 @@ from ..model import Sequential
 from ..objectives import OBJECTIVES
 from ..optim import Adam, Optimizer, RMSProp
 from ..vae import VAE
+from ..vaegan import VAEGAN
 from .architectures import ACTIVATIONS, OUTPUTS, dcgan_discriminator, dcgan_generator, mlp
 
 ARCHITECTURES = ("mlp", "dcgan")
@@ -30,10 +31,11 @@ class Preset:
     latent_dim: int                          # width of the noise z (the VAE's code)
     generator_hidden: tuple[int, ...]        # hidden widths of G (dcgan: channels, widest first)
     discriminator_hidden: tuple[int, ...]    # hidden widths of D (dcgan: channels, narrowest first)
-    family: str = "gan"                      # gan | vae: the model family it builds
+    family: str = "gan"                      # gan | vae | vaegan: the model family it builds
     encoder_hidden: tuple[int, ...] = ()     # hidden widths of a VAE's encoder (its decoder: generator_hidden)
     likelihood: str = "bernoulli"            # a VAE's p(x|z): bernoulli | gaussian | gaussian_learned
     beta: float = 1.0                        # a VAE's weight of the KL term
+    gamma: float = 1.0                       # a VAE-GAN decoder's weight of the feature reconstruction
     architecture: str = "mlp"                # mlp | dcgan (images as (H, W, C))
     data_range: str = "unit"                 # unit: pixels in [0, 1]; symmetric: in [-1, 1] (tanh output)
     generator_activation: str = "relu"       # key of ACTIVATIONS
@@ -93,6 +95,12 @@ PRESETS: dict[str, Preset] = {
     "vae": Preset(latent_dim=20, encoder_hidden=(400,), generator_hidden=(400,), discriminator_hidden=(),
                   family="vae", generator_activation="relu", lr=1e-3, betas=(0.9, 0.999),
                   batch_size=128, steps=4690),
+    # VAE-GAN (Larsen et al. 2016) on DCGAN's networks: a conv encoder (as D, 2 * 32 outputs), the
+    # DCGAN generator as decoder, DCGAN's discriminator, features after its last LeakyReLU.
+    "vaegan": Preset(latent_dim=32, encoder_hidden=(64, 128), generator_hidden=(128, 64),
+                     discriminator_hidden=(64, 128), family="vaegan", architecture="dcgan",
+                     data_range="symmetric", output="tanh", init="normal", batch_size=64, steps=6000,
+                     gamma=0.01),
     "dcgan": Preset(latent_dim=100, generator_hidden=(128, 64), discriminator_hidden=(64, 128),
                     architecture="dcgan", data_range="symmetric", output="tanh", init="normal",
                     batch_size=64, steps=10000),
@@ -153,9 +161,28 @@ def build_vae(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> 
                encoder_opt=_optimizer(preset, encoder), decoder_opt=_optimizer(preset, decoder))
 
 
+def build_vaegan(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> VAEGAN:
+    """A convolutional VAE-GAN on images (H, W, C): encoder and discriminator shaped like
+    DCGAN's discriminator, the DCGAN generator as decoder; the reconstruction is measured
+    after the discriminator's last LeakyReLU."""
+    if preset.architecture != "dcgan" or len(data_shape) != 3:
+        raise ValueError(f"the vaegan preset needs the dcgan architecture and image data, got "
+                         f"{preset.architecture} and examples of shape {data_shape}")
+    encoder = dcgan_discriminator(data_shape, preset.encoder_hidden, preset.init, backend,
+                                  outputs=2 * preset.latent_dim)
+    decoder = dcgan_generator(preset.latent_dim, preset.generator_hidden, data_shape, preset.output,
+                              preset.init, backend)
+    discriminator = dcgan_discriminator(data_shape, preset.discriminator_hidden, preset.init, backend)
+    feature_layer = len(discriminator.layers) - 3  # the LeakyReLU before Flatten and the logit
+    return VAEGAN(encoder, decoder, discriminator, feature_layer, gamma=preset.gamma, beta=preset.beta,
+                  encoder_opt=_optimizer(preset, encoder), decoder_opt=_optimizer(preset, decoder),
+                  discriminator_opt=_optimizer(preset, discriminator))
+
+
 def build_model(family: str, preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> Any:
-    """The model family `family` ("gan" or "vae") built from `preset` for examples of `data_shape`."""
-    builders = {"gan": build_gan, "vae": build_vae}
+    """The model family `family` ("gan", "vae" or "vaegan") built from `preset` for examples
+    of `data_shape`."""
+    builders = {"gan": build_gan, "vae": build_vae, "vaegan": build_vaegan}
     if family not in builders:
         raise ValueError(f"unknown model family {family!r}; known: {sorted(builders)}")
     return builders[family](preset, data_shape, backend)
