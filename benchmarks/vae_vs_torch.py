@@ -190,7 +190,8 @@ def machine_notes(threads: int, torch: Any) -> dict[str, Any]:
             "load_average": os.getloadavg()[0], "numpy": np.__version__, "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "numpy_blas": [f"{pool['internal_api']} {pool['version']} ({pool.get('architecture')}, "
-                           f"{pool['num_threads']} threads)" for pool in threadpool_info() if pool["user_api"] == "blas"],
+                           f"{pool['num_threads']} thread(s))"
+                           for pool in threadpool_info() if pool["user_api"] == "blas"],
             "torch_config": [line.strip(" -") for line in
                              itertools.takewhile(lambda line: "Build settings" not in line, summary)]}
 

@@ -26,7 +26,7 @@ from .model import Sequential
 from .objectives import OBJECTIVES
 from .optim import Optimizer, optimizer_from_config
 from .penalty import check_supported, gradient_penalty
-from .trainable import Trainable, check_optimizers, check_same_backend
+from .trainable import Trainable, check_optimizers, check_same_backend, data_batch
 
 
 class GAN(Trainable):
@@ -189,10 +189,7 @@ class GAN(Trainable):
                              f"got {len(reals)} and {len(noises)}")
         shape = self.generator.output_shape
         for real_batch, noise in zip(reals, noises):
-            real_batch = self.backend.asarray(real_batch)
-            if tuple(real_batch.shape[1:]) != shape:
-                raise ValueError(f"a real batch must have shape (N, {', '.join(map(str, shape))}), "
-                                 f"got {tuple(real_batch.shape)}")
+            real_batch = data_batch(self.backend, real_batch, shape, "real")
             noise = self.noise(real_batch.shape[0]) if noise is None else self.backend.asarray(noise)
             fake, stats = self._discriminator_step(real_batch, noise)
         stats["g_loss"] = self._generator_step(fake)

@@ -99,6 +99,15 @@ class Trainable:
         return model
 
 
+def data_batch(backend: Backend, x: Any, shape: tuple[int, ...], what: str = "data") -> Any:
+    """x as a backend array; ValueError unless it is (N >= 1, *shape)."""
+    x = backend.asarray(x)
+    if tuple(x.shape[1:]) != tuple(shape) or x.shape[0] == 0:
+        raise ValueError(f"a {what} batch must have shape (N, {', '.join(map(str, shape))}) with N >= 1, "
+                         f"got {tuple(x.shape)}")
+    return x
+
+
 def check_same_backend(models: dict[str, Sequential]) -> Backend:
     """The one backend that every network shares; ValueError naming two that differ."""
     (first_name, first), *rest = models.items()

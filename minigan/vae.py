@@ -24,7 +24,7 @@ from .layers import positive_int
 from .likelihoods import LIKELIHOODS, LogSigma
 from .model import Sequential
 from .optim import Adam, Optimizer, optimizer_from_config
-from .trainable import Trainable, check_optimizers, check_same_backend
+from .trainable import Trainable, check_optimizers, check_same_backend, data_batch
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -39,6 +39,46 @@ def log_mean_exp(log_weights: np.ndarray) -> np.ndarray:
     log_weights = np.asarray(log_weights, dtype=np.float64)
     top = log_weights.max(axis=1, keepdims=True)  # (N, 1): the largest weight becomes exp(0)
     return top[:, 0] + np.log(np.mean(np.exp(log_weights - top), axis=1))
+
+
+def latent_width(encoder: Sequential, decoder: Sequential) -> int:
+    """The code width L of an encoder emitting (mu, logvar) as (2 L,) features and a decoder
+    reading (L,); ValueError saying which does not fit."""
+    if len(encoder.output_shape) != 1 or encoder.output_shape[0] % 2:
+        raise ValueError(f"the encoder must output (2 * latent_dim,) features, (mu, logvar) side "
+                         f"by side, not {encoder.output_shape}")
+    latent = encoder.output_shape[0] // 2
+    if decoder.input_shape != (latent,):
+        raise ValueError(f"the encoder outputs 2 * {latent} features, so the decoder must "
+                         f"read ({latent},), not {decoder.input_shape}")
+    return latent
+
+
+def noise(backend: Backend, name: str, value: Any, shape: tuple[int, ...]) -> Any:
+    """N(0, I) noise of `shape` from the backend's generator, or the given `value` checked."""
+    if value is None:
+        return backend.standard_normal(shape)
+    value = backend.asarray(value)
+    if tuple(value.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}")
+    return value
+
+
+def posterior_gradient(xp: Any, mu: Any, std: Any, eps: Any, dz: Any, kl_weight: float) -> Any:
+    """dL/d(encoder output) = [dL/dmu, dL/dlogvar], (N, 2 L), for L = (a loss of
+    z = mu + std * eps, whose gradient is dz) + kl_weight * sum_i KL_i (closed form)."""
+    dh = xp.empty((mu.shape[0], 2 * mu.shape[1]), dtype=mu.dtype)
+    dmu, dlogvar = dh[:, :mu.shape[1]], dh[:, mu.shape[1]:]
+    # dL/dmu = dL/dz * dz/dmu (= 1) + kl_weight * dKL/dmu (= mu)
+    xp.multiply(mu, kl_weight, out=dmu)
+    dmu += dz
+    # dL/dlogvar = dL/dz * dz/dlogvar (= eps * exp(logvar / 2) / 2)
+    #              + kl_weight * dKL/dlogvar (= (exp(logvar) - 1) / 2)
+    xp.multiply(dz, eps, out=dlogvar)
+    dlogvar *= std
+    dlogvar += kl_weight * (std * std - 1)  # exp(logvar) = std^2
+    dlogvar /= 2
+    return dh
 
 
 @contextlib.contextmanager
@@ -84,13 +124,7 @@ class VAE(Trainable):
             raise ValueError(f"log_sigma must be a finite number, got {log_sigma!r}")
         self.models = {"encoder": encoder, "decoder": decoder}
         self.backend = check_same_backend(self.models)
-        if len(encoder.output_shape) != 1 or encoder.output_shape[0] % 2:
-            raise ValueError(f"the encoder must output (2 * latent_dim,) features, (mu, logvar) side "
-                             f"by side, not {encoder.output_shape}")
-        self.latent_dim = encoder.output_shape[0] // 2
-        if decoder.input_shape != (self.latent_dim,):
-            raise ValueError(f"the encoder outputs 2 * {self.latent_dim} features, so the decoder must "
-                             f"read ({self.latent_dim},), not {decoder.input_shape}")
+        self.latent_dim = latent_width(encoder, decoder)
         if encoder.input_shape != decoder.output_shape:
             raise ValueError(f"the decoder makes data of shape {decoder.output_shape}, but the encoder "
                              f"reads {encoder.input_shape}")
@@ -130,22 +164,9 @@ class VAE(Trainable):
 
     def _data(self, x: Any) -> Any:
         """x as a backend array, refused unless (N >= 1, *shape) and valid for the likelihood."""
-        x = self.backend.asarray(x)
-        shape = self.decoder.output_shape
-        if tuple(x.shape[1:]) != shape or x.shape[0] == 0:
-            raise ValueError(f"a data batch must have shape (N, {', '.join(map(str, shape))}) with "
-                             f"N >= 1, got {tuple(x.shape)}")
+        x = data_batch(self.backend, x, self.decoder.output_shape)
         self.likelihood.check(x)
         return x
-
-    def _noise(self, eps: Any, shape: tuple[int, ...]) -> Any:
-        """eps ~ N(0, I) of `shape` from the backend's generator, or the given eps checked."""
-        if eps is None:
-            return self.backend.standard_normal(shape)
-        eps = self.backend.asarray(eps)
-        if tuple(eps.shape) != shape:
-            raise ValueError(f"eps must have shape {shape}, got {tuple(eps.shape)}")
-        return eps
 
     # ------------------------------------------------------------------ the model
 
@@ -176,7 +197,7 @@ class VAE(Trainable):
         xp = self.backend.xp
         h = self.encoder.forward(x)                                # (N, 2 L)
         mu, logvar = self._split(h)                                # (N, L) each
-        eps = self._noise(eps, tuple(mu.shape))                    # (N, L)
+        eps = noise(self.backend, "eps", eps, tuple(mu.shape))    # (N, L)
         std = xp.exp(logvar / 2)                                   # (N, L)
         out = self.decoder.forward(mu + std * eps)                 # z = mu + std eps; (N, *shape)
         recon = self.likelihood.nll(x, out)                        # -log p(x|z), (N,)
@@ -200,17 +221,7 @@ class VAE(Trainable):
         dout = self.likelihood.grad(x, out)  # d nll_i / d out_i
         dout /= n                            # dL/dout, (N, *shape)
         dz = self.decoder.backward(dout, accumulate=False)  # dL/dz, (N, L); writes the decoder's grads
-        dh = xp.empty_like(h)                # dL/d(encoder output) = [dL/dmu, dL/dlogvar]
-        dmu, dlogvar = self._split(dh)
-        # dL/dmu = dL/dz * dz/dmu (= 1) + beta/N * dKL/dmu (= mu)
-        xp.multiply(mu, beta / n, out=dmu)
-        dmu += dz
-        # dL/dlogvar = dL/dz * dz/dlogvar (= eps * exp(logvar / 2) / 2)
-        #              + beta/N * dKL/dlogvar (= (exp(logvar) - 1) / 2)
-        xp.multiply(dz, eps, out=dlogvar)
-        dlogvar *= std
-        dlogvar += (beta / n) * (std * std - 1)  # exp(logvar) = std^2
-        dlogvar /= 2
+        dh = posterior_gradient(xp, mu, std, eps, dz, beta / n)  # [dL/dmu, dL/dlogvar], (N, 2 L)
         self.encoder.backward(dh, input_grad=False, accumulate=False)
         if self.likelihood.learned:  # dL/dlog_sigma = (1/N) sum_i d nll_i / d log_sigma
             self.models["log_sigma"].grads[...] = self.likelihood.log_sigma_grad(x, out).sum() / n

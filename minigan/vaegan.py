@@ -62,8 +62,8 @@ from .layers import positive_int
 from .model import Sequential
 from .objectives import NonSaturatingLoss
 from .optim import Optimizer, RMSProp, optimizer_from_config
-from .trainable import Trainable, check_optimizers, check_same_backend
-from .vae import evaluating, gaussian_kl
+from .trainable import Trainable, check_optimizers, check_same_backend, data_batch
+from .vae import evaluating, gaussian_kl, latent_width, noise, posterior_gradient
 
 
 def _positive(name: str, value: Any) -> float:
@@ -105,13 +105,7 @@ class VAEGAN(Trainable):
         self.gamma, self.beta = _positive("gamma", gamma), _positive("beta", beta)
         self.models = {"encoder": encoder, "decoder": decoder, "discriminator": discriminator}
         self.backend = check_same_backend(self.models)
-        if len(encoder.output_shape) != 1 or encoder.output_shape[0] % 2:
-            raise ValueError(f"the encoder must output (2 * latent_dim,) features, (mu, logvar) side "
-                             f"by side, not {encoder.output_shape}")
-        self.latent_dim = encoder.output_shape[0] // 2
-        if decoder.input_shape != (self.latent_dim,):
-            raise ValueError(f"the encoder outputs 2 * {self.latent_dim} features, so the decoder must "
-                             f"read ({self.latent_dim},), not {decoder.input_shape}")
+        self.latent_dim = latent_width(encoder, decoder)
         for name, model in (("discriminator", discriminator), ("encoder", encoder)):
             if model.input_shape != decoder.output_shape:
                 raise ValueError(f"the decoder makes data of shape {decoder.output_shape}, but the {name} "
@@ -156,22 +150,11 @@ class VAEGAN(Trainable):
 
     def _data(self, x: Any) -> Any:
         """x as a backend array, refused unless (N >= 1, *shape)."""
-        x = self.backend.asarray(x)
-        shape = self.decoder.output_shape
-        if tuple(x.shape[1:]) != shape or x.shape[0] == 0:
-            raise ValueError(f"a data batch must have shape (N, {', '.join(map(str, shape))}) with "
-                             f"N >= 1, got {tuple(x.shape)}")
-        return x
+        return data_batch(self.backend, x, self.decoder.output_shape)
 
     def _noise(self, name: str, value: Any, n: int) -> Any:
         """N(0, I) noise (n, latent_dim) from the backend's generator, or `value` checked."""
-        shape = (n, self.latent_dim)
-        if value is None:
-            return self.backend.standard_normal(shape)
-        value = self.backend.asarray(value)
-        if tuple(value.shape) != shape:
-            raise ValueError(f"{name} must have shape {shape}, got {tuple(value.shape)}")
-        return value
+        return noise(self.backend, name, value, (n, self.latent_dim))
 
     # ------------------------------------------------------------------ the model
 
@@ -249,14 +232,7 @@ class VAEGAN(Trainable):
         dz = G.backward(dx_llike, param_grads=False)          # dL_llike / dz, (N, L)
 
         # Encoder: L_llike through z = mu + std eps, plus beta L_prior (closed form).
-        dh = xp.empty_like(h)                                 # [dL/dmu, dL/dlogvar]
-        dmu, dlogvar = self._split(dh)
-        xp.multiply(mu, self.beta / n, out=dmu)               # beta/N dKL/dmu = beta/N mu
-        dmu += dz                                             # dz/dmu = 1
-        xp.multiply(dz, eps, out=dlogvar)                     # dz/dlogvar = eps std / 2
-        dlogvar *= std
-        dlogvar += (self.beta / n) * (std * std - 1)          # beta/N dKL/dlogvar = beta/N (exp(logvar) - 1) / 2
-        dlogvar /= 2
+        dh = posterior_gradient(xp, mu, std, eps, dz, self.beta / n)  # [dL/dmu, dL/dlogvar]
         E.backward(dh, input_grad=False, accumulate=False)
 
         # Decoder pass on z_p and D pass on X_p: L_D's X_p term into D's parameters,

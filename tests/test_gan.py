@@ -315,7 +315,7 @@ def test_bad_gan_arguments(backend_name, make, words):
 def test_real_batch_of_the_wrong_width_is_refused(backend_name):
     """A real batch whose rows do not have the generator's output shape is refused."""
     gan = tiny_gan(backend_name)
-    with pytest.raises(ValueError, match=r"real batch must have shape \(N, 4\), got \(6, 3\)"):
+    with pytest.raises(ValueError, match=r"real batch must have shape \(N, 4\) with N >= 1, got \(6, 3\)"):
         gan.train_step(batch(gan.backend, 1, (6, 3)), batch(gan.backend, 2, (6, 3)))
 
 
