@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .averaging import shadow_copy, update_average
 from .backend import Backend
 from .layers import positive_int
 from .model import Sequential
@@ -42,6 +43,8 @@ class GAN(Trainable):
             RMSProp(5e-5) for wgan; Adam(1e-4, (0.5, 0.9)) for wgan-gp).
         d_steps: discriminator steps per generator step; default 1, or 5 for wgan / wgan-gp.
         pack: PacGAN packing degree m (default 1: no packing).
+        ema_decay: with 0 < ema_decay < 1, a moving average of G's weights (`generator_ema`,
+            updated after every G step) generates the samples; 0 (the default) turns it off.
         loss_options: the loss's own options: `label_smoothing` (non_saturating, minimax;
             one-sided, off by default), `clip_value` (wgan, 0.01), `gp_weight` (wgan-gp, 10).
     """
@@ -51,7 +54,7 @@ class GAN(Trainable):
     def __init__(self, generator: Sequential, discriminator: Sequential, loss: str = "non_saturating",
                  latent_dim: int | None = None, d_opt: Optimizer | None = None,
                  g_opt: Optimizer | None = None, d_steps: int | None = None, pack: int = 1,
-                 **loss_options: Any):
+                 ema_decay: float = 0.0, **loss_options: Any):
         if loss not in OBJECTIVES:
             raise ValueError(f"loss must be one of {sorted(OBJECTIVES)}, got {loss!r}")
         try:
@@ -83,6 +86,11 @@ class GAN(Trainable):
         self.g_opt = g_opt if g_opt is not None else self.objective.make_optimizer(generator)
         self.optimizers = {"g_opt": self.g_opt, "d_opt": self.d_opt}
         check_optimizers(self.optimizers, self.models)
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
+        self.ema_decay = float(ema_decay)
+        if self.ema_decay:
+            self.models["generator_ema"] = shadow_copy(generator)
         self.steps = 0  # completed train_step calls
 
     @property
@@ -93,7 +101,7 @@ class GAN(Trainable):
     def config(self) -> dict[str, Any]:
         return {"generator": self.generator.config(), "discriminator": self.discriminator.config(),
                 "loss": self.loss, "loss_options": self.objective.options(), "latent_dim": self.latent_dim,
-                "d_steps": self.d_steps, "pack": self.pack,
+                "d_steps": self.d_steps, "pack": self.pack, "ema_decay": self.ema_decay,
                 "optimizers": {name: opt.config() for name, opt in self.optimizers.items()}}
 
     @classmethod
@@ -104,21 +112,24 @@ class GAN(Trainable):
         return cls(generator, discriminator, loss=config["loss"], latent_dim=config["latent_dim"],
                    d_opt=optimizer_from_config(discriminator, optimizers["d_opt"]),
                    g_opt=optimizer_from_config(generator, optimizers["g_opt"]),
-                   d_steps=config["d_steps"], pack=config["pack"], **config["loss_options"])
+                   d_steps=config["d_steps"], pack=config["pack"], ema_decay=config.get("ema_decay", 0.0),
+                   **config["loss_options"])
 
     def noise(self, n: int) -> Any:
         """A batch of N(0, 1) noise, (n, latent_dim), from the backend's generator."""
         return self.backend.standard_normal((n, self.latent_dim))
 
     def sample(self, n: int, z: Any = None) -> Any:
-        """Generates n samples (n, *shape) from `z` or from fresh noise, in evaluation mode."""
+        """Generates n samples (n, *shape) from `z` or from fresh noise, in evaluation mode,
+        by the weight average when there is one."""
         z = self.noise(n) if z is None else self.backend.asarray(z)
-        training = self.generator.training
-        self.generator.eval()
+        generator = self.models.get("generator_ema", self.generator)
+        training = generator.training
+        generator.eval()
         try:
-            return self.generator.forward(z)
+            return generator.forward(z)
         finally:
-            self.generator.train(training)
+            generator.train(training)
 
     def _packed(self, samples: Any) -> Any:
         """(N, *shape) -> (N / pack, *shape[:-1], pack * C): consecutive samples side by side
@@ -166,6 +177,8 @@ class GAN(Trainable):
         dfake = self.discriminator.backward(grad, param_grads=False)  # (N / pack, ..., pack * C)
         self.generator.backward(self._unpacked(dfake, fake.shape[1:]), input_grad=False, accumulate=False)
         self.g_opt.step()
+        if self.ema_decay:
+            update_average(self.models["generator_ema"], self.generator, self.ema_decay)
         return float(loss)
 
     def train_step(self, real: Any | Sequence[Any], z: Any | Sequence[Any] | None = None) -> dict[str, float]:

@@ -361,3 +361,35 @@ def test_short_training_run_moves_samples_onto_the_modes(backend32):
         gan.train_step(be.asarray(RING8.sample(128, np.random.default_rng(step), np.float32)))
     after = distance_to_modes()
     assert before > 0.4 and after < 0.2, (before, after)
+
+
+def test_the_weight_average_follows_the_generator_and_generates_the_samples(backend_name, tmp_path):
+    """generator_ema = decay * generator_ema + (1 - decay) * G after every G step; training
+    itself (G, D, the random stream) is unchanged by it; samples come from the average;
+    checkpoints keep it."""
+    def build(ema_decay):
+        be = mg.get_backend(backend_name, "float64", seed=3)
+        G = mg.Sequential([mg.Dense(3, 8), mg.ReLU(), mg.Dense(8, 4)], backend=be)
+        D = mg.Sequential([mg.Dense(4, 8), mg.LeakyReLU(0.2), mg.Dense(8, 1)], backend=be)
+        return GAN(G, D, ema_decay=ema_decay)
+
+    plain, averaged = build(0.0), build(0.9)
+    host = averaged.backend.to_numpy
+    expected = host(averaged.generator.params).copy()
+    real = np.random.default_rng(0).standard_normal((6, 4))
+    for _ in range(3):
+        plain.train_step(real)
+        averaged.train_step(real)
+        expected = 0.9 * expected + 0.1 * host(averaged.generator.params)
+    np.testing.assert_allclose(host(averaged.models["generator_ema"].params), expected, rtol=1e-12)
+    assert np.array_equal(host(plain.generator.params), host(averaged.generator.params))
+    assert np.array_equal(host(plain.discriminator.params), host(averaged.discriminator.params))
+    z = np.random.default_rng(1).standard_normal((5, 3))
+    ema_out = host(averaged.models["generator_ema"].forward(averaged.backend.asarray(z)))
+    np.testing.assert_array_equal(host(averaged.sample(5, z)), ema_out)
+    averaged.save(tmp_path / "c.npz")
+    loaded = GAN.load(tmp_path / "c.npz")
+    assert loaded.ema_decay == 0.9
+    np.testing.assert_array_equal(host(loaded.sample(5, z)), ema_out)
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\), got 1.0"):
+        build(1.0)

@@ -52,6 +52,7 @@ class Preset:
     pack: int = 1                            # PacGAN packing degree
     label_smoothing: float = 0.0
     init: str = "he"
+    ema_decay: float = 0.0                   # a GAN's moving average of G's weights for sampling (0: off)
     blas_threads: int | None = 1             # BLAS threads for this recipe's products (docs/benchmarks.md)
 
     def with_overrides(self, **overrides: Any) -> "Preset":
@@ -131,7 +132,7 @@ def build_gan(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> 
     loss_options = {"label_smoothing": preset.label_smoothing} if preset.label_smoothing else {}
     return GAN(generator, discriminator, loss=preset.loss, d_opt=_optimizer(preset, discriminator),
                g_opt=_optimizer(preset, generator), d_steps=preset.d_steps, pack=preset.pack,
-               **loss_options)
+               ema_decay=preset.ema_decay, **loss_options)
 
 
 def _optimizer(preset: Preset, model: Sequential) -> Optimizer:
