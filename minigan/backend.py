@@ -3,7 +3,8 @@
 A `Backend` travels with every model instead of living in a global, so two models on
 different devices or dtypes can sit side by side in one process. This is the only module
 that imports CuPy or talks to a CUDA device; every other module uses `backend.xp`, the
-array module, through NumPy-API calls that CuPy also provides.
+array module, through NumPy-API calls that CuPy also provides, and moves data to the host
+only through `Backend.to_numpy` (`to_host`).
 
 The random generator is always a host-side `numpy.random.Generator` (PCG64): the same
 seed gives the same initial weights, noise batches and data on every backend, so a CPU
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 BACKEND_NAMES = ("numpy", "cupy", "auto")
+HOST_ARRAY_MODULES: dict[str, Any] = {}  # name -> array module, see `register_array_module`
 DTYPES = {"float32": np.float32, "float64": np.float64}
 CUPY_INSTALL_HINT = ("pip install 'minigan[cuda12]' (CUDA 12) or 'minigan[cuda13]' (CUDA 13), "
                      "i.e. the cupy-cuda12x / cupy-cuda13x wheel")
@@ -31,8 +33,8 @@ class Backend:
     """An array module, a floating dtype and a seeded random generator.
 
     Attributes:
-        xp: the array module (`numpy` or `cupy`).
-        name: "numpy" or "cupy".
+        xp: the array module (`numpy` or `cupy`, or a registered stand-in).
+        name: "numpy" or "cupy" (or a stand-in's name, see `register_array_module`).
         dtype: the floating dtype every parameter and activation uses.
         rng: the seeded `numpy.random.Generator` behind every random draw.
     """
@@ -110,10 +112,25 @@ def cuda_available() -> bool:
     return _cuda_device_count(cupy) > 0
 
 
+def register_array_module(xp: Any) -> None:
+    """Makes `get_backend(xp.__name__)` give backends on `xp`, a host array module with CuPy's API.
+
+    This is how the test suite runs every numeric test on its strict CuPy stand-in
+    (tests/strict_cupy.py), which computes with NumPy but refuses what CuPy refuses. `xp`
+    must offer `ndarray` (the type of its arrays) and `asnumpy` (the copy to the host), as
+    CuPy does. Code that branches on `backend.name == "cupy"` (the fused optimizer kernels,
+    `synchronize`) takes its NumPy path on such a backend.
+    """
+    HOST_ARRAY_MODULES[xp.__name__] = xp
+
+
 def array_module(array: Any) -> Any:
     """The array module an array belongs to: NumPy for host data, CuPy for device arrays."""
     if isinstance(array, (np.ndarray, np.generic)):
         return np
+    for xp in HOST_ARRAY_MODULES.values():
+        if isinstance(array, xp.ndarray):
+            return xp
     return import_cupy()
 
 
@@ -121,7 +138,7 @@ def to_host(array: Any) -> np.ndarray:
     """A NumPy view or copy of any backend's array."""
     if isinstance(array, (np.ndarray, np.generic)):
         return np.asarray(array)
-    return import_cupy().asnumpy(array)
+    return array_module(array).asnumpy(array)
 
 
 def _resolve_dtype(dtype: Any) -> np.dtype:
@@ -139,7 +156,8 @@ def get_backend(name: str | None = None, dtype: Any = "float32", seed: int = 0) 
 
     Args:
         name: "numpy", "cupy", or "auto" (CuPy when it imports and a CUDA device is
-            present, else NumPy). None reads `$MINIGAN_BACKEND`, defaulting to "numpy".
+            present, else NumPy), or a name given to `register_array_module`. None reads
+            `$MINIGAN_BACKEND`, defaulting to "numpy".
         dtype: "float32" (training) or "float64" (gradient checks).
         seed: seed of the backend's random generator.
 
@@ -150,8 +168,9 @@ def get_backend(name: str | None = None, dtype: Any = "float32", seed: int = 0) 
     if name is None:
         name = os.environ.get("MINIGAN_BACKEND", "numpy")
     name = name.strip().lower()
-    if name not in BACKEND_NAMES:
-        raise ValueError(f"backend must be one of {BACKEND_NAMES}, got {name!r}")
+    if name not in BACKEND_NAMES and name not in HOST_ARRAY_MODULES:
+        raise ValueError(f"backend must be one of {BACKEND_NAMES + tuple(HOST_ARRAY_MODULES)}, "
+                         f"got {name!r}")
     resolved_dtype = _resolve_dtype(dtype)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -159,6 +178,8 @@ def get_backend(name: str | None = None, dtype: Any = "float32", seed: int = 0) 
         name = "cupy" if cuda_available() else "numpy"
     if name == "numpy":
         return Backend(np, "numpy", resolved_dtype, int(seed))
+    if name in HOST_ARRAY_MODULES:
+        return Backend(HOST_ARRAY_MODULES[name], name, resolved_dtype, int(seed))
     cupy = import_cupy()
     if _cuda_device_count(cupy) == 0:
         raise BackendUnavailableError("CuPy is installed but no CUDA device is available "

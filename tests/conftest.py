@@ -1,4 +1,5 @@
-"""Shared fixtures: a `backend` parametrised over every available array backend, and
+"""Shared fixtures: a `backend` parametrised over every available array backend (numpy,
+the strict CuPy stand-in of tests/strict_cupy.py, and cupy with a CUDA device), and
 the Hypothesis profiles ("ci" is deterministic and is selected by $CI or
 $HYPOTHESIS_PROFILE)."""
 import os
@@ -8,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import minigan as mg
+import strict_cupy
+from minigan.backend import register_array_module
 from minigan.classifier import FeatureClassifier
 from minigan.data import ImageDataset
 
@@ -17,8 +20,10 @@ settings.register_profile("ci", deadline=None, max_examples=30, derandomize=True
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
+register_array_module(strict_cupy.xp)
 BACKENDS = [
     "numpy",
+    strict_cupy.xp.__name__,  # NumPy behind CuPy's interface: the CuPy path without a GPU
     pytest.param("cupy", marks=pytest.mark.skipif(not mg.cuda_available(),
                                                   reason="needs CuPy and a CUDA device")),
 ]
@@ -26,7 +31,7 @@ BACKENDS = [
 
 @pytest.fixture(params=BACKENDS)
 def backend_name(request):
-    """Every backend this machine can run: numpy always, cupy with a CUDA device."""
+    """Every backend this machine can run: numpy and strict_cupy always, cupy with a CUDA device."""
     return request.param
 
 

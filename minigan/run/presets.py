@@ -104,7 +104,7 @@ PRESETS: dict[str, Preset] = {
                      gamma=0.01),
     "dcgan": Preset(latent_dim=100, generator_hidden=(128, 64), discriminator_hidden=(64, 128),
                     architecture="dcgan", data_range="symmetric", output="tanh", init="normal",
-                    batch_size=64, steps=10000),
+                    batch_size=64, steps=15000),
 }
 
 
