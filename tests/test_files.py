@@ -1,5 +1,7 @@
 """minigan.files.atomic_write: the target appears whole or not at all."""
 import json
+import os
+import stat
 
 import pytest
 
@@ -41,3 +43,12 @@ def test_unserialisable_json_leaves_the_old_file(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_json(target, {"bad": object()})
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "f.bin", lambda file: file.write(b"x"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0600
