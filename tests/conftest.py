@@ -7,18 +7,24 @@ import os
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+from threadpoolctl import threadpool_limits
 
 import minigan as mg
-import strict_cupy
 from minigan.backend import register_array_module
 from minigan.classifier import FeatureClassifier
 from minigan.data import ImageDataset
+
+import strict_cupy
 
 settings.register_profile("dev", deadline=None, max_examples=30,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("ci", deadline=None, max_examples=30, derandomize=True,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# One BLAS thread for the whole suite: the tests' products are small, and two threads
+# stall whenever another process holds a core (docs/benchmarks.md, "BLAS threads per preset").
+threadpool_limits(limits=1, user_api="blas")
 
 register_array_module(strict_cupy.xp)
 BACKENDS = [

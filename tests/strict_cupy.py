@@ -40,10 +40,10 @@ MODULE_NAMES = (
     "sqrt", "subtract", "sum", "tanh", "where", "zeros", "zeros_like",
 )
 STRIDE_TRICKS_NAMES = ("as_strided", "sliding_window_view")  # cupy.lib.stride_tricks
-# cupy.ndarray's attributes that numpy.ndarray shares (CUDA-only ones and `get` aside)
+# cupy.ndarray's attributes that numpy.ndarray shares (CUDA-only ones, `get` and `flags` aside)
 ARRAY_NAMES = (
     "T", "all", "any", "argmax", "argmin", "argsort", "astype", "clip", "copy", "cumsum",
-    "diagonal", "dot", "dtype", "fill", "flags", "flatten", "item", "itemsize", "max", "mean",
+    "diagonal", "dot", "dtype", "fill", "flatten", "item", "itemsize", "max", "mean",
     "min", "nbytes", "ndim", "nonzero", "prod", "ravel", "repeat", "reshape", "round", "shape",
     "size", "sort", "squeeze", "std", "strides", "sum", "swapaxes", "take", "tolist",
     "transpose", "var", "view",
@@ -141,10 +141,14 @@ class StrictArray:
         return self._scalar(complex)
 
     def __bool__(self) -> bool:
-        if self._data.size != 1:
-            raise ValueError("The truth value of an array with more than one element is "
-                             "ambiguous. Use a.any() or a.all()")
-        return bool(self._data)
+        return bool(self._data)  # one element only, as in CuPy
+
+    @property
+    def flags(self) -> types.SimpleNamespace:
+        """The three flags CuPy has."""
+        flags = self._data.flags
+        return types.SimpleNamespace(c_contiguous=flags.c_contiguous, f_contiguous=flags.f_contiguous,
+                                     owndata=flags.owndata)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -225,7 +229,10 @@ for _name in ("neg", "pos", "abs", "invert"):
 
 def _array_attribute(name: str) -> Any:
     if not callable(getattr(np.ndarray, name)):  # a property: shape, dtype, T, ...
-        return property(lambda self: _wrap(getattr(self._data, name), [self]))
+        def read(self):
+            value = getattr(self._data, name)
+            return StrictArray(value) if isinstance(value, np.ndarray) else value
+        return property(read)
 
     def method(self, *args, **kwargs):
         return _call(getattr(self._data, name), args, kwargs, [self])
@@ -247,10 +254,9 @@ def _function(name: str, target: Any) -> Any:
     if isinstance(target, type) or not callable(target):  # dtypes and constants pass through
         return target
     if isinstance(target, np.ufunc):
-        def function(*operands, out=None, **kwargs):
+        def function(*operands, **kwargs):  # operands: arrays and scalars only, no lists
             originals = []
-            if out is not None:
-                kwargs["out"] = _unwrap(out, originals)
+            kwargs = {key: _unwrap(value, originals) for key, value in kwargs.items()}  # out=, where=
             return _wrap(target(*map(_operand, operands), **kwargs), originals)
     else:
         def function(*args, **kwargs):

@@ -1,4 +1,6 @@
-"""Backend selection, dtypes, seeding, host/device copies and the clear errors."""
+"""Backend selection, dtypes, seeding, host/device copies and the clear errors; the strict
+CuPy stand-in (tests/strict_cupy.py) refuses what CuPy refuses."""
+import operator
 import sys
 import types
 
@@ -7,6 +9,8 @@ import pytest
 
 import minigan as mg
 from minigan import backend as backend_module
+
+import strict_cupy
 
 
 def test_numpy_backend_defaults_to_float32():
@@ -105,3 +109,59 @@ def test_host_copies(backend):
     assert isinstance(backend.to_numpy(device), np.ndarray)
     assert np.array_equal(backend.to_numpy(device), host)
     assert backend_module.array_module(device) is backend.xp
+
+
+def test_the_strict_stand_in_refuses_implicit_host_conversions():
+    be = mg.get_backend("strict_cupy", "float64")
+    assert be.name == "strict_cupy" and be.xp is strict_cupy.xp
+    assert not mg.Adam(mg.Sequential([mg.Dense(2, 1)], backend=be)).fused  # NumPy's update, no CUDA kernel
+    a = be.asarray(np.arange(6.0).reshape(2, 3))
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
+        np.asarray(a)
+    with pytest.raises(TypeError, match="0-dimensional"):  # CuPy's float() goes through .get()
+        float(a[0])
+    with pytest.raises(TypeError):  # NumPy's functions would convert it (CuPy has no __index__ either)
+        np.exp(a)
+    with pytest.raises(TypeError):
+        operator.index(be.xp.asarray(3))
+    host = be.to_numpy(a)
+    assert type(host) is np.ndarray and np.array_equal(host, np.arange(6.0).reshape(2, 3))
+    host[0, 0] = 7.0  # a copy
+    assert float(a[0, 0]) == 0.0 and backend_module.array_module(a) is be.xp
+
+
+@pytest.mark.parametrize("mix", [
+    lambda a: a + np.ones(3), lambda a: np.ones(3) * a, lambda a: a - [1.0, 2.0, 3.0],
+    lambda a: a.__iadd__(np.ones(3)), lambda a: a == np.ones(3),
+    lambda a: strict_cupy.xp.maximum(a, np.zeros(3)),
+    lambda a: strict_cupy.xp.concatenate([a, np.zeros((1, 3))]),
+], ids=["operator", "reflected", "list", "in-place", "comparison", "ufunc", "function"])
+def test_the_strict_stand_in_refuses_to_mix_with_host_arrays(mix):
+    a = mg.get_backend("strict_cupy", "float64").asarray(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="Unsupported type"):
+        mix(a)
+
+
+def test_the_strict_stand_in_allows_what_cupy_allows():
+    be = mg.get_backend("strict_cupy", "float64")
+    a = be.asarray(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="non-scalar numpy.ndarray"):  # CuPy fills slices from scalars only
+        a[...] = np.zeros((2, 3))
+    a[...] = np.float64(2.0)          # a host scalar
+    a[np.array([1])] = np.zeros((1, 3))  # advanced indexing copies host values
+    a[0] *= be.xp.asarray(3.0)
+    total = (2 * a + 1.0).sum()  # scalars mix freely; a reduction is a 0-d device array
+    assert isinstance(total, be.xp.ndarray) and total.shape == () and float(total) == 42.0
+    assert bool(total > 0) and f"{total:.1f}" == "42.0"
+    model = mg.Sequential([mg.Dense(3, 2), mg.Tanh()], backend=be)
+    assert isinstance(model.forward(a), be.xp.ndarray)
+
+
+def test_the_strict_stand_in_offers_only_cupy_names():
+    cupy = pytest.importorskip("cupy", reason="checks the stand-in's names against CuPy (imports without a device)")
+    assert [name for name in strict_cupy.MODULE_NAMES if not hasattr(cupy, name)] == []
+    assert [name for name in strict_cupy.ARRAY_NAMES if not hasattr(cupy.ndarray, name)] == []
+    assert [name for name in strict_cupy.STRIDE_TRICKS_NAMES if not hasattr(cupy.lib.stride_tricks, name)] == []
+    public = {name for name in vars(strict_cupy.xp) if not name.startswith("__")}
+    assert public == {*strict_cupy.MODULE_NAMES, "ndarray", "asnumpy", "lib"}
+    assert not hasattr(strict_cupy.xp, "errstate") and hasattr(np, "errstate")  # NumPy's, not CuPy's

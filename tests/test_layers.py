@@ -1,5 +1,6 @@
 """Each layer's forward against an independent formula and its backward against
-central differences (float64), initialisers, dtypes and errors."""
+central differences (float64), initialisers, dtypes and errors. Numeric tests run on each
+available backend (`backend` / `BACKENDS`, tests/conftest.py)."""
 import math
 import warnings
 
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 
 import minigan as mg
 from minigan.gradcheck import assert_gradients_close, check_model
+
+from conftest import BACKENDS
 
 ACTIVATIONS = {
     "relu": (mg.ReLU, lambda x: max(x, 0.0)),
@@ -38,23 +41,25 @@ def test_activation_forward_matches_formula(backend, name):
                                rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("backend_name", BACKENDS)
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 @given(shape=batch_and_features(), seed=st.integers(0, 2**16))
-def test_activation_gradients(name, shape, seed):
-    be = mg.get_backend("numpy", dtype="float64", seed=seed)
+def test_activation_gradients(backend_name, name, shape, seed):
+    be = mg.get_backend(backend_name, dtype="float64", seed=seed)
     # |x| <= 3 keeps tanh and sigmoid out of saturation, where the derivative drops
     # below what central differences can resolve.
     x = away_from_zero(np.random.default_rng(seed).uniform(-3, 3, shape))
     assert_gradients_close(check_model(ACTIVATIONS[name][0](), be.asarray(x)))
 
 
+@pytest.mark.parametrize("backend_name", BACKENDS)
 @pytest.mark.parametrize("init", mg.layers.INITIALISERS)
 @given(batch=st.integers(1, 16), in_features=st.integers(1, 32), out_features=st.integers(1, 32),
        seed=st.integers(0, 2**16))
-def test_dense_gradients(init, batch, in_features, out_features, seed):
-    be = mg.get_backend("numpy", dtype="float64", seed=seed)
+def test_dense_gradients(backend_name, init, batch, in_features, out_features, seed):
+    be = mg.get_backend(backend_name, dtype="float64", seed=seed)
     model = mg.Sequential([mg.Dense(in_features, out_features, init=init)], backend=be)
-    model.params[...] = np.random.default_rng(seed).standard_normal(model.num_params)  # bias too
+    model.params[...] = be.asarray(np.random.default_rng(seed).standard_normal(model.num_params))  # bias too
     x = be.standard_normal((batch, in_features))
     assert_gradients_close(check_model(model, x))
 

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 import minigan as mg
 from minigan.gradcheck import assert_gradients_close, check_model
 
+from conftest import BACKENDS
+
 ACTIVATION_MAKERS = [mg.ReLU, lambda: mg.LeakyReLU(0.2), mg.Sigmoid, mg.Tanh]
 
 
@@ -32,10 +34,11 @@ def layer_stacks(draw):
     return widths[0], layers
 
 
+@pytest.mark.parametrize("backend_name", BACKENDS)
 @given(stack=layer_stacks(), batch=st.integers(1, 16), seed=st.integers(0, 2**16))
-def test_random_stacks_have_correct_gradients(stack, batch, seed):
+def test_random_stacks_have_correct_gradients(backend_name, stack, batch, seed):
     in_features, layers = stack
-    be = mg.get_backend("numpy", dtype="float64", seed=seed)
+    be = mg.get_backend(backend_name, dtype="float64", seed=seed)
     model = mg.Sequential(layers, backend=be)
     model.params[...] += 0.1 * be.standard_normal(model.params.shape)  # non-zero biases
     assert_gradients_close(check_model(model, be.standard_normal((batch, in_features)) * 2))
