@@ -301,3 +301,16 @@ def test_a_vaegan_run_trains_and_resumes_bit_exactly(tmp_path):
     resumed = checkpoint.read_npz(tmp_path / "resumed" / "checkpoint.npz")
     assert "discriminator_opt/square_avg" in straight or "discriminator_opt/m_scaled" in straight
     assert all(np.array_equal(straight[name], resumed[name]) for name in straight if name != "config")
+
+
+def test_real_data_maps_between_the_data_and_the_model_s_range_and_layout():
+    """Pictures and metrics feed real images to models (reconstructions) and read samples
+    back: [0, 1] flat pixels <-> [-1, 1] channels-last images for a tanh DCGAN-style model."""
+    pytest.importorskip("sklearn")
+    data = RealData("digits", 4, seed=0, image_layout=True, symmetric=True)
+    pixels = data.dataset.x_test[:3]  # (3, 64) in [0, 1]
+    model_side = data.to_model_space(pixels)
+    assert model_side.shape == (3, 8, 8, 1) and model_side.dtype == np.float32
+    np.testing.assert_array_equal(model_side.reshape(3, -1), pixels * np.float32(2) - np.float32(1))
+    np.testing.assert_allclose(data.to_data_space(model_side), pixels, atol=1e-7)
+    assert np.array_equal(data.batch(0), data.to_model_space(data.iterator.batch(0)))

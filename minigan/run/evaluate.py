@@ -32,7 +32,7 @@ def likelihood_stats(vae: VAE, data: RealData, iwae_examples: int = 1000, k: int
     """elbo: the mean test-set ELBO (nats per example, negative; one reconstruction sample);
     log_likelihood: the IWAE estimate of log p(x) with k samples on the first
     `iwae_examples` test images. Both from the backend's seeded generator."""
-    x_test = data.dataset.x_test.reshape(-1, *data.shape)
+    x_test = data.to_model_space(data.dataset.x_test)
     elbo = np.concatenate([vae.elbo(x_test[start:start + 1000]) for start in range(0, len(x_test), 1000)])
     log_likelihood = vae.log_likelihood(x_test[:iwae_examples], k=k)
     return {"elbo": float(elbo.mean()), "log_likelihood": float(log_likelihood.mean()),

@@ -37,7 +37,7 @@ def write_pictures(model: Any, data: RealData, out: Path, history: list[dict[str
     written = ["samples.png"]
     if hasattr(model, "reconstruct") and data.dataset is not None:
         real = data.dataset.x_test[:50]  # (50, pixels) in [0, 1]
-        rebuilt = data.to_data_space(model.backend.to_numpy(model.reconstruct(real.reshape(-1, *data.shape))))
+        rebuilt = data.to_data_space(model.backend.to_numpy(model.reconstruct(data.to_model_space(real))))
         pairs = np.stack([real.reshape(5, 10, -1), rebuilt.reshape(5, 10, -1)], axis=1)  # (5, 2, 10, pixels)
         plots.save_image_grid(out / "reconstructions.png", pairs.reshape(100, -1).clip(0, 1),
                               data.dataset.image_shape, title=f"{data.name}: test images (odd rows) and "

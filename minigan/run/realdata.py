@@ -50,10 +50,15 @@ class RealData:
         if self.mixture is not None:
             return self.mixture.sample(self.batch_size, np.random.default_rng([self.seed, 1, index]),
                                        dtype=np.float32)
-        batch = self.iterator.batch(index)  # (batch_size, pixels) in [0, 1]
+        return self.to_model_space(self.iterator.batch(index))  # from (batch_size, pixels) in [0, 1]
+
+    def to_model_space(self, examples: np.ndarray) -> np.ndarray:
+        """Flat examples (n, features) in the data set's range, as the model reads them:
+        laid out as (n, *shape) and scaled to [-1, 1] when symmetric (float32)."""
+        examples = np.asarray(examples, dtype=np.float32)
         if self.symmetric:
-            batch = batch * np.float32(2) - np.float32(1)
-        return batch.reshape(self.batch_size, *self.shape)
+            examples = examples * np.float32(2) - np.float32(1)
+        return examples.reshape(len(examples), *self.shape)
 
     def to_data_space(self, samples: Any) -> np.ndarray:
         """Model samples (n, *shape) as flat (n, features) float64 in the data set's own range."""
