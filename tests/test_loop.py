@@ -314,3 +314,11 @@ def test_real_data_maps_between_the_data_and_the_model_s_range_and_layout():
     np.testing.assert_array_equal(model_side.reshape(3, -1), pixels * np.float32(2) - np.float32(1))
     np.testing.assert_allclose(data.to_data_space(model_side), pixels, atol=1e-7)
     assert np.array_equal(data.batch(0), data.to_model_space(data.iterator.batch(0)))
+
+
+def test_backend_auto_says_once_when_it_falls_back_to_numpy(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as on a machine without CuPy
+    train(RunConfig(data="ring8", steps=2, backend="auto", out=str(tmp_path), **TINY))
+    err = capsys.readouterr().err
+    assert err.count("--backend auto found no CuPy with a CUDA device, so this run uses numpy") == 1
+    assert load_checkpoint(tmp_path / "checkpoint.npz")[0].backend.name == "numpy"

@@ -16,6 +16,7 @@ import csv
 import io
 import math
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -125,6 +126,9 @@ def train(config: RunConfig, resume: str | None = None) -> dict[str, Any]:
         data = real_data(config, preset)
         if model is None:
             backend = get_backend(config.backend, config.dtype, config.seed)
+            if config.backend == "auto" and backend.name == "numpy":
+                print("note: --backend auto found no CuPy with a CUDA device, so this run uses numpy",
+                      file=sys.stderr)
             model = build_model(preset.family, preset, data.shape, backend)
             base_lr = {name: optimizer.lr for name, optimizer in model.optimizers.items()}
         out = config.output_dir()
