@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import minigan as mg
@@ -51,6 +52,24 @@ def backend(backend_name):
 def backend32(backend_name):
     """A float32 backend, the training default."""
     return mg.get_backend(backend_name, dtype="float32", seed=0)
+
+
+# ---------------------------------------------------------------- shared Hypothesis strategies
+
+ACTIVATION_MAKERS = [mg.ReLU, lambda: mg.LeakyReLU(0.2), mg.Sigmoid, mg.Tanh]
+
+
+@st.composite
+def layer_stacks(draw):
+    """A random stack: Dense layers of width 1..32 with random activations between; returns
+    (input width, layers)."""
+    widths = draw(st.lists(st.integers(1, 32), min_size=2, max_size=4))
+    layers = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers.append(mg.Dense(n_in, n_out, init=draw(st.sampled_from(mg.layers.INITIALISERS))))
+        if draw(st.booleans()):
+            layers.append(draw(st.sampled_from(ACTIVATION_MAKERS))())
+    return widths[0], layers
 
 
 # ---------------------------------------------------------------- image data for the metrics

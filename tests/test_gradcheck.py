@@ -7,9 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigan as mg
+
+from conftest import layer_stacks
 from minigan import gradcheck
 
-ACTIVATION_MAKERS = [mg.ReLU, lambda: mg.LeakyReLU(0.2), mg.Sigmoid, mg.Tanh]
 
 
 class HalfGradientDense(mg.Dense):
@@ -45,16 +46,6 @@ def old_per_array_error(comparison):
     return np.abs(comparison.analytic - comparison.numeric).max() / scale
 
 
-@st.composite
-def layer_stacks(draw):
-    """Dense layers of width 1..32 with random activations between, and a matching input."""
-    widths = draw(st.lists(st.integers(1, 32), min_size=2, max_size=4))
-    layers = []
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
-        layers.append(mg.Dense(n_in, n_out, init=draw(st.sampled_from(mg.layers.INITIALISERS))))
-        if draw(st.booleans()):
-            layers.append(draw(st.sampled_from(ACTIVATION_MAKERS))())
-    return widths[0], layers
 
 
 def test_numerical_gradient_of_a_known_function():

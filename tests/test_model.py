@@ -8,9 +8,8 @@ from hypothesis import strategies as st
 import minigan as mg
 from minigan.gradcheck import assert_gradients_close, check_model
 
-from conftest import BACKENDS
+from conftest import BACKENDS, layer_stacks
 
-ACTIVATION_MAKERS = [mg.ReLU, lambda: mg.LeakyReLU(0.2), mg.Sigmoid, mg.Tanh]
 
 
 def make_mlp(backend, sizes=(4, 8, 6, 3)):
@@ -22,16 +21,6 @@ def make_mlp(backend, sizes=(4, 8, 6, 3)):
     return mg.Sequential(layers, backend=backend)
 
 
-@st.composite
-def layer_stacks(draw):
-    """A random stack: Dense layers of width 1..32 with random activations between."""
-    widths = draw(st.lists(st.integers(1, 32), min_size=2, max_size=4))
-    layers = []
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
-        layers.append(mg.Dense(n_in, n_out, init=draw(st.sampled_from(mg.layers.INITIALISERS))))
-        if draw(st.booleans()):
-            layers.append(draw(st.sampled_from(ACTIVATION_MAKERS))())
-    return widths[0], layers
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
