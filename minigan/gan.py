@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from .averaging import shadow_copy, update_average
 from .backend import Backend
 from .layers import positive_int
-from .model import Sequential
+from .model import Sequential, evaluating
 from .objectives import OBJECTIVES
 from .optim import Optimizer, optimizer_from_config
 from .penalty import check_supported, gradient_penalty
@@ -124,12 +124,8 @@ class GAN(Trainable):
         by the weight average when there is one."""
         z = self.noise(n) if z is None else self.backend.asarray(z)
         generator = self.models.get("generator_ema", self.generator)
-        training = generator.training
-        generator.eval()
-        try:
+        with evaluating(generator):
             return generator.forward(z)
-        finally:
-            generator.train(training)
 
     def _packed(self, samples: Any) -> Any:
         """(N, *shape) -> (N / pack, *shape[:-1], pack * C): consecutive samples side by side

@@ -10,6 +10,7 @@ batch axis) to an output shape.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Iterator, Sequence
 
@@ -266,3 +267,16 @@ def _flat_width(shape: Shape, which: str) -> int:
         raise ValueError(f"the model's {which} has shape {shape}, not (features,); "
                          f"use .{which}_shape for image models")
     return shape[0]
+
+
+@contextlib.contextmanager
+def evaluating(*models: Sequential) -> Iterator[None]:
+    """Puts `models` in evaluation mode for the block, then restores each one's mode."""
+    modes = [model.training for model in models]
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for model, mode in zip(models, modes):
+            model.train(mode)

@@ -12,17 +12,16 @@ one of `minigan.likelihoods` (Bernoulli on logits, Gaussian on means).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from .backend import Backend
 from .layers import positive_int
 from .likelihoods import LIKELIHOODS, LogSigma
-from .model import Sequential
+from .model import Sequential, evaluating
 from .optim import Adam, Optimizer, optimizer_from_config
 from .trainable import Trainable, check_optimizers, check_same_backend, data_batch
 
@@ -81,17 +80,6 @@ def posterior_gradient(xp: Any, mu: Any, std: Any, eps: Any, dz: Any, kl_weight:
     return dh
 
 
-@contextlib.contextmanager
-def evaluating(*models: Sequential) -> Iterator[None]:
-    """Puts `models` in evaluation mode for the block, then restores each one's mode."""
-    modes = [model.training for model in models]
-    try:
-        for model in models:
-            model.eval()
-        yield
-    finally:
-        for model, mode in zip(models, modes):
-            model.train(mode)
 
 
 class VAE(Trainable):

@@ -59,11 +59,11 @@ from typing import Any
 
 from .backend import Backend
 from .layers import positive_int
-from .model import Sequential
+from .model import Sequential, evaluating
 from .objectives import NonSaturatingLoss
 from .optim import Optimizer, RMSProp, optimizer_from_config
 from .trainable import Trainable, check_optimizers, check_same_backend, data_batch
-from .vae import evaluating, gaussian_kl, latent_width, noise, posterior_gradient
+from .vae import gaussian_kl, latent_width, noise, posterior_gradient
 
 
 def _positive(name: str, value: Any) -> float:
