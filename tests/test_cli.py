@@ -112,3 +112,20 @@ def test_a_vae_trains_samples_and_evaluates_from_the_command_line(tmp_path, caps
     status, out, _ = run_main(capsys, "eval", "--checkpoint", checkpoint, "--n", "100")
     metrics = json.loads(out)
     assert status == 0 and metrics["elbo"] < 0 and metrics["log_likelihood"] < 0 and metrics["num_samples"] == 100
+
+
+def test_a_tanh_image_model_samples_to_a_picture(tmp_path, capsys, monkeypatch):
+    """A DCGAN's [-1, 1] samples are mapped back to [0, 1] pixels for the PNG."""
+    pytest.importorskip("sklearn")
+    from minigan import plots
+    status, _, _ = run_main(capsys, "train", "--data", "digits", "--preset", "dcgan", "--steps", "2",
+                            "--batch-size", "8", "--out", str(tmp_path), "--no-progress")
+    checkpoint = str(tmp_path / "checkpoint.npz")
+    status, _, _ = run_main(capsys, "sample", "--checkpoint", checkpoint, "--n", "4", "--out", str(tmp_path / "s.npy"))
+    raw = np.load(tmp_path / "s.npy")
+    drawn = []
+    monkeypatch.setattr(plots, "save_image_grid", lambda out, images, shape, **_: drawn.append((images, shape)))
+    status, _, _ = run_main(capsys, "sample", "--checkpoint", checkpoint, "--n", "4", "--out", str(tmp_path / "s.png"))
+    images, shape = drawn[-1]
+    assert status == 0 and raw.shape == (4, 8, 8, 1) and shape == (8, 8)
+    np.testing.assert_allclose(images, np.clip((raw.reshape(4, -1) + 1) / 2, 0, 1), rtol=1e-6)

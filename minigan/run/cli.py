@@ -135,10 +135,11 @@ def run_sample(args: argparse.Namespace) -> int:
 def _save_sample_picture(out: Path, samples: np.ndarray, extra: dict) -> None:
     from .. import plots
     from ..data import MIXTURES
+    from .realdata import to_data_space
     data = extra.get("config", {}).get("data")
-    if "config" in extra and RunConfig.from_record(extra["config"]).resolved_preset().data_range == "symmetric":
-        samples = (samples + 1) / 2  # a tanh generator's [-1, 1] pixels
-    samples = samples.reshape(len(samples), -1)
+    preset = RunConfig.from_record(extra["config"]).resolved_preset() if "config" in extra else None
+    symmetric = preset is not None and preset.data_range == "symmetric"
+    samples = to_data_space(samples, symmetric)  # (n, features)
     if samples.shape[1] == 2:
         mixture = MIXTURES.get(data)
         plots.save_scatter(out, samples, None if mixture is None else mixture.modes,

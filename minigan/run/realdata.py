@@ -62,8 +62,14 @@ class RealData:
 
     def to_data_space(self, samples: Any) -> np.ndarray:
         """Model samples (n, *shape) as flat (n, features) float64 in the data set's own range."""
-        samples = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
-        return (samples + 1) / 2 if self.symmetric else samples
+        return to_data_space(samples, self.symmetric)
+
+
+def to_data_space(samples: Any, symmetric: bool) -> np.ndarray:
+    """Host samples (n, *shape) as flat (n, features) float64, mapped from a tanh model's
+    [-1, 1] back to [0, 1] pixels when `symmetric`."""
+    samples = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
+    return (samples + 1) / 2 if symmetric else samples
 
 
 def evaluation_noise(latent_dim: int, n: int, seed: int) -> np.ndarray:
