@@ -120,14 +120,19 @@ class _Convolution(Layer):
             raise ValueError(f"expects images (H, W, {self.in_channels}) (channels last)")
         return input_shape[0], input_shape[1]
 
-    def _im2col(self, x_padded: Any) -> Any:
-        """im2col into the reused buffer."""
+    def _columns(self, image: Any, reuse_buffer: bool = False) -> Any:
+        """im2col of `image` (N, H, W, C) padded by this layer's padding: (N Ho Wo, kh kw C).
+        With `reuse_buffer` the columns go into the layer's buffer (the forward cache);
+        otherwise into a new array, leaving that cache alone."""
+        padded = pad_image(self.xp, image, self.padding)
+        if not reuse_buffer:
+            return im2col(self.xp, padded, self.kernel_size, self.stride)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        n, hp, wp, c = x_padded.shape
+        n, hp, wp, c = padded.shape
         shape = (n, window_count(hp, kh, sh), window_count(wp, kw, sw), kh, kw, c)
-        if self._col_buffer is None or self._col_buffer.shape != shape or self._col_buffer.dtype != x_padded.dtype:
-            self._col_buffer = self.xp.empty(shape, dtype=x_padded.dtype)
-        return im2col(self.xp, x_padded, self.kernel_size, self.stride, out=self._col_buffer)
+        if self._col_buffer is None or self._col_buffer.shape != shape or self._col_buffer.dtype != padded.dtype:
+            self._col_buffer = self.xp.empty(shape, dtype=padded.dtype)
+        return im2col(self.xp, padded, self.kernel_size, self.stride, out=self._col_buffer)
 
     def _add_bias_gradient(self, dy: Any, grads: str) -> None:
         if grads == "add":
@@ -160,11 +165,15 @@ class Conv2d(_Convolution):
 
     def forward(self, x: Any) -> Any:
         self.input_shape = x.shape
-        x_padded = pad_image(self.xp, x, self.padding)
-        self.cols = self._im2col(x_padded)                                      # (N Ho Wo, kh kw C)
-        y = self.cols @ self.W.reshape(-1, self.out_channels)                   # (N Ho Wo, out)
+        self.cols = self._columns(x, reuse_buffer=True)                         # (N Ho Wo, kh kw C)
+        y = self._product(self.cols, x.shape)                                   # (N, Ho, Wo, out)
         y += self.b
-        return y.reshape(x.shape[0], *self.output_shape(x.shape[1:]))
+        return y
+
+    def _product(self, cols: Any, input_shape: tuple[int, ...]) -> Any:
+        """cols @ W for an input of `input_shape`, as images (N, Ho, Wo, out)."""
+        y = cols @ self.W.reshape(-1, self.out_channels)                        # (N Ho Wo, out)
+        return y.reshape(input_shape[0], *self.output_shape(input_shape[1:]))
 
     def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
         dy_rows = dy.reshape(-1, self.out_channels)                            # (N Ho Wo, out)
@@ -189,14 +198,11 @@ class Conv2d(_Convolution):
     def weight_gradient(self, x: Any, dy: Any) -> Any:
         """dL/dW (kh, kw, in, out) for an input x and output gradient dy, without touching
         the forward cache (used by the gradient penalty)."""
-        cols = im2col(self.xp, pad_image(self.xp, x, self.padding), self.kernel_size, self.stride)
-        return (cols.T @ dy.reshape(-1, self.out_channels)).reshape(self.W.shape)
+        return (self._columns(x).T @ dy.reshape(-1, self.out_channels)).reshape(self.W.shape)
 
     def linear(self, x: Any) -> Any:
         """The convolution of x without the bias, without touching the forward cache."""
-        cols = im2col(self.xp, pad_image(self.xp, x, self.padding), self.kernel_size, self.stride)
-        y = cols @ self.W.reshape(-1, self.out_channels)                        # (N Ho Wo, out)
-        return y.reshape(x.shape[0], *self.output_shape(x.shape[1:]))
+        return self._product(self._columns(x), x.shape)
 
 
 class ConvTranspose2d(_Convolution):
@@ -249,7 +255,7 @@ class ConvTranspose2d(_Convolution):
         return y
 
     def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
-        cols = self._im2col(pad_image(self.xp, dy, self.padding))              # (N H W, kh kw out)
+        cols = self._columns(dy, reuse_buffer=True)                             # (N H W, kh kw out)
         if grads != "skip":
             weight_grad = (self.x_rows.T @ cols).reshape(self.in_channels, *self.kernel_size, self.out_channels)
             weight_grad = weight_grad.transpose(1, 2, 0, 3)                     # (kh, kw, in, out)
