@@ -72,6 +72,20 @@ def layer_stacks(draw):
     return widths[0], layers
 
 
+# ---------------------------------------------------------------- checkpoints
+
+
+def assert_same_checkpoint_arrays(first_dir, second_dir):
+    """Every array of first_dir/checkpoint.npz equals the same-named one of second_dir's (the
+    JSON record aside, which names the output directory); returns the first's arrays."""
+    from minigan.checkpoint import read_npz
+    first, second = read_npz(first_dir / "checkpoint.npz"), read_npz(second_dir / "checkpoint.npz")
+    for name in first:
+        if name != "config":
+            assert np.array_equal(first[name], second[name]), name
+    return first
+
+
 # ---------------------------------------------------------------- image data for the metrics
 
 

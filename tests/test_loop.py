@@ -23,6 +23,8 @@ from minigan.run.config import RunConfig
 from minigan.run.loop import TrainingDiverged, TrainingInterrupted, train
 from minigan.run.realdata import RealData
 
+from conftest import assert_same_checkpoint_arrays
+
 TINY = dict(batch_size=16, progress=False, eval_samples=50, log_every=1)
 
 
@@ -121,11 +123,7 @@ def test_resuming_after_a_crash_is_bit_identical(tmp_path, monkeypatch, data):
     assert checkpoint.load_checkpoint(tmp_path / "crashed" / "checkpoint.npz")[0].steps == 7
     train(RunConfig(progress=False), resume=str(tmp_path / "crashed"))
 
-    straight = checkpoint.read_npz(tmp_path / "straight" / "checkpoint.npz")
-    resumed = checkpoint.read_npz(tmp_path / "crashed" / "checkpoint.npz")
-    for name in straight:
-        if name != "config":
-            assert np.array_equal(straight[name], resumed[name]), name
+    assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "crashed")
     assert (tmp_path / "straight" / "history.csv").read_text() == (tmp_path / "crashed" / "history.csv").read_text()
 
 
@@ -138,9 +136,7 @@ def test_extending_a_finished_run_without_a_schedule_is_bit_identical(tmp_path):
         train(RunConfig(steps=12, out=str(tmp_path / "straight"), **common))
         train(RunConfig(steps=6, out=str(tmp_path / "first"), **common))
         train(RunConfig(steps=12, progress=False), resume=str(tmp_path / "first"))
-    straight = checkpoint.read_npz(tmp_path / "straight" / "checkpoint.npz")
-    resumed = checkpoint.read_npz(tmp_path / "first" / "checkpoint.npz")
-    assert all(np.array_equal(straight[name], resumed[name]) for name in straight if name != "config")
+    assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "first")
 
 
 def interrupt_at(monkeypatch, step):
@@ -165,9 +161,7 @@ def test_ctrl_c_saves_the_current_step_and_resumes_bit_exactly(tmp_path, monkeyp
     assert load_checkpoint(tmp_path / "stopped" / "checkpoint.npz")[0].steps == 5
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     train(RunConfig(progress=False), resume=str(tmp_path / "stopped"))
-    straight = checkpoint.read_npz(tmp_path / "straight" / "checkpoint.npz")
-    resumed = checkpoint.read_npz(tmp_path / "stopped" / "checkpoint.npz")
-    assert all(np.array_equal(straight[name], resumed[name]) for name in straight if name != "config")
+    assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "stopped")
     assert (tmp_path / "straight" / "history.csv").read_text() == (tmp_path / "stopped" / "history.csv").read_text()
 
 
@@ -264,10 +258,8 @@ def test_a_vae_run_trains_evaluates_and_resumes_bit_exactly(tmp_path):
     assert header == "step,loss,recon,kl"
     train(RunConfig(steps=3, out=str(tmp_path / "resumed"), **common))
     train(RunConfig(steps=6, progress=False), resume=str(tmp_path / "resumed"))
-    straight = checkpoint.read_npz(tmp_path / "straight" / "checkpoint.npz")
-    resumed = checkpoint.read_npz(tmp_path / "resumed" / "checkpoint.npz")
+    straight = assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
     assert "encoder/0.W" in straight and "decoder_opt/m_scaled" in straight
-    assert all(np.array_equal(straight[name], resumed[name]) for name in straight if name != "config")
     _, extra = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
     assert extra["config"]["model"] == "vae" and extra["config"]["loss"] is None
 
@@ -297,10 +289,8 @@ def test_a_vaegan_run_trains_and_resumes_bit_exactly(tmp_path):
     assert header == "step,prior,llike,d_loss,dec_gan,d_real,d_recon,d_fake"
     train(RunConfig(steps=2, out=str(tmp_path / "resumed"), **common))
     train(RunConfig(steps=4, progress=False), resume=str(tmp_path / "resumed"))
-    straight = checkpoint.read_npz(tmp_path / "straight" / "checkpoint.npz")
-    resumed = checkpoint.read_npz(tmp_path / "resumed" / "checkpoint.npz")
+    straight = assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
     assert "discriminator_opt/square_avg" in straight or "discriminator_opt/m_scaled" in straight
-    assert all(np.array_equal(straight[name], resumed[name]) for name in straight if name != "config")
 
 
 def test_real_data_maps_between_the_data_and_the_model_s_range_and_layout():

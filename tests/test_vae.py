@@ -93,7 +93,7 @@ def test_step_gradients_are_those_of_the_loss(backend_name, likelihood, beta, sh
     """The gradients both optimizers (and a learned log sigma's) receive are the central
     differences of the loss written out independently in NumPy, at the pre-step parameters."""
     vae = tiny_vae(backend_name, likelihood, beta, shape, seed=3)
-    E, D, be = vae.encoder, vae.decoder, vae.backend
+    E, D = vae.encoder, vae.decoder
     x = data(likelihood, (6, *shape), seed=1)
     eps = np.random.default_rng(2).standard_normal((6, vae.latent_dim))
     before = {name: model.params.copy() for name, model in vae.models.items()}

@@ -11,7 +11,6 @@ import minigan as mg
 from minigan.gradcheck import compare, numerical_gradient
 from minigan.vaegan import VAEGAN
 
-from conftest import BACKENDS
 
 
 class RecordingSGD(mg.SGD):
