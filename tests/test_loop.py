@@ -312,3 +312,21 @@ def test_backend_auto_says_once_when_it_falls_back_to_numpy(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert err.count("--backend auto found no CuPy with a CUDA device, so this run uses numpy") == 1
     assert load_checkpoint(tmp_path / "checkpoint.npz")[0].backend.name == "numpy"
+
+
+def test_a_checkpoint_is_never_written_with_non_finite_parameters(tmp_path, monkeypatch):
+    """Statistics can stay finite while a parameter is not (here G's, after its update at
+    step 8): the checkpoint at step 8 refuses, and step 4's stays."""
+    original = GAN.train_step
+
+    def poisoned(self, *args, **kwargs):
+        stats = original(self, *args, **kwargs)
+        if self.steps == 8:
+            self.generator.params[0] = np.inf
+        return stats
+
+    monkeypatch.setattr(GAN, "train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"by step 8: a parameter is not finite; the last good "
+                                               r"checkpoint \(step 4\)"):
+        train(RunConfig(data="ring8", steps=20, checkpoint_every=4, out=str(tmp_path), **TINY))
+    assert load_checkpoint(tmp_path / "checkpoint.npz")[0].steps == 4

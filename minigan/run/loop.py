@@ -152,7 +152,11 @@ def fit(model: Any, data: RealData, config: RunConfig, preset: Any, base_lr: dic
     last_saved = model.steps
 
     def save() -> None:
+        """Writes the checkpoint and history, unless a parameter is no longer finite."""
         nonlocal last_saved
+        if not _finite(model):
+            raise TrainingDiverged(f"training diverged by step {model.steps}: a parameter is not "
+                                   f"finite; the last good checkpoint (step {last_saved}) is kept in {out}")
         save_checkpoint(out / "checkpoint.npz", model, extra)
         write_history(out / "history.csv", columns, history)
         last_saved = model.steps
@@ -170,11 +174,10 @@ def fit(model: Any, data: RealData, config: RunConfig, preset: Any, base_lr: dic
                 batches = [data.batch(first + i) for i in range(model.batches_per_step)]
                 stats = model.train_step(batches if len(batches) > 1 else batches[0])
                 bad = [name for name, value in stats.items() if not math.isfinite(value)]
-                if bad or (model.steps % config.checkpoint_every == 0 and not _finite(model)):
-                    what = f"{bad[0]} is {stats[bad[0]]}" if bad else "a parameter is not finite"
-                    raise TrainingDiverged(f"training diverged at step {model.steps}: {what}; the last "
-                                           f"good checkpoint (step {last_saved}) is kept in {out}; "
-                                           f"try a smaller --lr")
+                if bad:
+                    raise TrainingDiverged(f"training diverged at step {model.steps}: {bad[0]} is "
+                                           f"{stats[bad[0]]}; the last good checkpoint (step {last_saved}) "
+                                           f"is kept in {out}; try a smaller --lr")
                 if model.steps % config.log_every == 0 or model.steps == preset.steps:
                     history.append({"step": model.steps, **stats})
                     if bar is not None:
@@ -184,11 +187,9 @@ def fit(model: Any, data: RealData, config: RunConfig, preset: Any, base_lr: dic
                 if model.steps % config.checkpoint_every == 0:
                     save()
                 if stop[0]:
-                    save()
+                    if last_saved != model.steps:
+                        save()
                     raise TrainingInterrupted(model.steps, out)
-            if not _finite(model):
-                raise TrainingDiverged(f"training diverged by step {model.steps}: a parameter is not "
-                                       f"finite; the last good checkpoint (step {last_saved}) is kept in {out}")
             save()
     finally:
         if bar is not None:
