@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from minigan.bench.dcgan import MiniganDCGAN, TorchWorker
+from minigan.bench.machine import cpu_model, numpy_blas
 from minigan.files import atomic_write_json
 from minigan.run.threads import blas_threads
 
@@ -84,25 +85,8 @@ def step_row(batch: int, times: dict[str, list[float]]) -> dict[str, Any]:
 
 def machine_notes(threads: int, torch_hello: dict[str, Any] | None) -> dict[str, Any]:
     """The CPU model and the BLAS each side uses."""
-    try:
-        from threadpoolctl import threadpool_info
-        numpy_blas = [f"{pool['internal_api']} {pool['version']} ({pool.get('architecture')}, "
-                      f"{pool.get('threading_layer')})" for pool in threadpool_info() if pool["user_api"] == "blas"]
-    except ImportError:
-        numpy_blas = ["unknown (threadpoolctl is not installed, so the thread limit was not applied)"]
     return {"cpu": cpu_model(), "threads": threads, "load_average": os.getloadavg()[0], "numpy": np.__version__,
-            "numpy_blas": numpy_blas, "torch": torch_hello}
-
-
-def cpu_model() -> str:
-    """The CPU's model name and count from /proc/cpuinfo, or the platform's word for it."""
-    try:
-        with open("/proc/cpuinfo") as file:
-            names = [line.split(":", 1)[1].strip() for line in file if line.startswith("model name")]
-        return f"{names[0]} ({len(names)} logical CPUs)"
-    except (OSError, IndexError):
-        import platform
-        return platform.processor() or "unknown"
+            "numpy_blas": numpy_blas(), "torch": torch_hello}
 
 
 def _ms(value: float | None, spread: list[float] | None = None) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from minigan.backend import get_backend
+from minigan.bench.machine import cpu_model, numpy_blas
 from minigan.data import DEFAULT_IDX_DIR
 from minigan.files import atomic_write_json
 from minigan.model import Sequential
@@ -181,17 +182,11 @@ def run_benchmark(epochs: float = 10, data_dir: str | None = None, threads: int 
 def machine_notes(threads: int, torch: Any) -> dict[str, Any]:
     """The CPU, the load, and each side's BLAS: threadpoolctl's view of NumPy's (call it inside
     the thread limit), the first lines of torch's build summary."""
-    from threadpoolctl import threadpool_info
-
-    with open("/proc/cpuinfo") as file:
-        names = [line.split(":", 1)[1].strip() for line in file if line.startswith("model name")] or ["unknown"]
     summary = torch.__config__.show().splitlines()[1:]  # after "PyTorch built with:"
-    return {"cpu": f"{names[0]} ({os.cpu_count()} logical CPUs)", "threads": threads,
+    return {"cpu": cpu_model(), "threads": threads,
             "load_average": os.getloadavg()[0], "numpy": np.__version__, "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
-            "numpy_blas": [f"{pool['internal_api']} {pool['version']} ({pool.get('architecture')}, "
-                           f"{pool['num_threads']} thread(s))"
-                           for pool in threadpool_info() if pool["user_api"] == "blas"],
+            "numpy_blas": numpy_blas(),
             "torch_config": [line.strip(" -") for line in
                              itertools.takewhile(lambda line: "Build settings" not in line, summary)]}
 
