@@ -87,14 +87,7 @@ class Sequential:
                 raise ValueError(f"give Sequential an input_shape: the first layer, {first!r}, "
                                  f"does not imply one")
             input_shape = (first.in_features,)
-        shapes = [_shape_of(input_shape, "input_shape")]
-        for index, layer in enumerate(self.layers):
-            try:
-                shapes.append(_shape_of(layer.output_shape(shapes[-1]), f"output shape of {layer!r}"))
-            except ValueError as error:
-                raise ValueError(f"layer {index} ({layer!r}) cannot take input shape {shapes[-1]}: "
-                                 f"{error}") from None
-        return shapes
+        return chain_shapes(self.layers, input_shape)
 
     @staticmethod
     def _views(flat: Any, slices: dict[str, tuple[slice, Shape]], index: int) -> dict[str, Any]:
@@ -245,6 +238,19 @@ class Sequential:
             self.params[span] = self.backend.asarray(self.backend.to_numpy(state[name])).reshape(-1)
         for name, (span, shape) in self._buffer_slices.items():
             self.buffers[span] = self.backend.asarray(self.backend.to_numpy(state[name])).reshape(-1)
+
+
+def chain_shapes(layers: Sequence[Layer], input_shape: Sequence[int]) -> list[Shape]:
+    """[input_shape, the output shape of layer 0, of layer 1, ...] for layers applied in order;
+    ValueError naming the layer, its index, the shape it got and what it expects."""
+    shapes = [_shape_of(input_shape, "input_shape")]
+    for index, layer in enumerate(layers):
+        try:
+            shapes.append(_shape_of(layer.output_shape(shapes[-1]), f"output shape of {layer!r}"))
+        except ValueError as error:
+            raise ValueError(f"layer {index} ({layer!r}) cannot take input shape {shapes[-1]}: "
+                             f"{error}") from None
+    return shapes
 
 
 def _total(shapes: list[dict[str, Shape]]) -> int:

@@ -8,7 +8,7 @@ from typing import Callable
 from ..backend import Backend
 from ..conv import Conv2d, ConvTranspose2d
 from ..layers import Dense, Flatten, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
-from ..model import Sequential
+from ..model import Sequential, chain_shapes
 from ..norm import BatchNorm
 
 ACTIVATIONS: dict[str, Callable[[], Layer]] = {"relu": ReLU, "leaky_relu": lambda: LeakyReLU(0.2),
@@ -68,8 +68,6 @@ def dcgan_discriminator(image_shape: tuple[int, int, int], channels: tuple[int, 
         if index > 0 and batch_norm:
             layers.append(BatchNorm(c_out, init="normal"))
         layers.append(LeakyReLU(0.2))
-    shape: tuple[int, ...] = image_shape
-    for layer in layers:
-        shape = layer.output_shape(shape)
-    return Sequential([*layers, Flatten(), Dense(math.prod(shape), outputs, init=init)], backend=backend,
+    features = math.prod(chain_shapes(layers, image_shape)[-1])  # before Flatten
+    return Sequential([*layers, Flatten(), Dense(features, outputs, init=init)], backend=backend,
                       input_shape=image_shape)
