@@ -10,6 +10,7 @@ any layer from its `config()` with no edit anywhere else.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,13 @@ def layer_from_config(config: dict[str, Any]) -> Layer:
     if kind not in LAYER_TYPES:
         raise ValueError(f"unknown layer type {kind!r}; known: {sorted(LAYER_TYPES)}")
     return LAYER_TYPES[kind](**arguments)
+
+
+def positive_number(name: str, value: Any) -> float:
+    """`value` as a float when it is a positive finite number; ValueError naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
 
 
 def positive_int(name: str, value: Any) -> int:

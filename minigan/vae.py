@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
-from .layers import positive_int
+from .layers import positive_int, positive_number
 from .likelihoods import LIKELIHOODS, LogSigma
 from .model import Sequential, evaluating
 from .optim import Adam, Optimizer, optimizer_from_config
@@ -106,8 +106,7 @@ class VAE(Trainable):
                  decoder_opt: Optimizer | None = None, log_sigma: float = 0.0):
         if not isinstance(likelihood, str) or likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got {likelihood!r}")
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0 < beta < math.inf:
-            raise ValueError(f"beta must be a positive number, got {beta!r}")
+        beta = positive_number("beta", beta)
         if isinstance(log_sigma, bool) or not isinstance(log_sigma, numbers.Real) or not math.isfinite(log_sigma):
             raise ValueError(f"log_sigma must be a finite number, got {log_sigma!r}")
         self.models = {"encoder": encoder, "decoder": decoder}

@@ -53,24 +53,15 @@ decoder's or D's update when D is far from an equilibrium; none of these is done
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 from .backend import Backend
-from .layers import positive_int
+from .layers import positive_int, positive_number
 from .model import Sequential, evaluating
 from .objectives import NonSaturatingLoss
 from .optim import Optimizer, RMSProp, optimizer_from_config
 from .trainable import Trainable, check_optimizers, check_same_backend, data_batch
 from .vae import gaussian_kl, latent_width, noise, posterior_gradient
-
-
-def _positive(name: str, value: Any) -> float:
-    """`value` as a float when it is a positive finite number; ValueError naming `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 class VAEGAN(Trainable):
@@ -102,7 +93,7 @@ class VAEGAN(Trainable):
                  feature_layer: int, gamma: float = 1.0, beta: float = 1.0,
                  encoder_opt: Optimizer | None = None, decoder_opt: Optimizer | None = None,
                  discriminator_opt: Optimizer | None = None):
-        self.gamma, self.beta = _positive("gamma", gamma), _positive("beta", beta)
+        self.gamma, self.beta = positive_number("gamma", gamma), positive_number("beta", beta)
         self.models = {"encoder": encoder, "decoder": decoder, "discriminator": discriminator}
         self.backend = check_same_backend(self.models)
         self.latent_dim = latent_width(encoder, decoder)
