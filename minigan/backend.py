@@ -13,8 +13,9 @@ checkpoints.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -45,6 +46,7 @@ class Backend:
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self.shard: tuple[int, int] | None = None  # (rank, ranks) inside `sharded`
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, dtype={self.dtype.name!r}, seed={self.seed})"
@@ -67,11 +69,31 @@ class Backend:
 
         Drawn in float64 and rounded, so float32 and float64 backends with one seed see
         the same noise."""
-        return self.asarray(self.rng.standard_normal(shape))
+        return self.asarray(self._draw(self.rng.standard_normal, shape))
 
     def uniform(self, shape: tuple[int, ...]) -> Any:
         """Draws U[0, 1) samples of `shape` from `rng`, as a backend array (float64, rounded)."""
-        return self.asarray(self.rng.random(shape))
+        return self.asarray(self._draw(self.rng.random, shape))
+
+    def _draw(self, draw: Any, shape: tuple[int, ...]) -> np.ndarray:
+        """draw(shape); inside `sharded`, this process's rows of the draw for all processes."""
+        if self.shard is None:
+            return draw(shape)
+        rank, ranks = self.shard
+        rows = shape[0]
+        return draw((ranks * rows, *shape[1:]))[rank * rows:(rank + 1) * rows]  # (rows, ...)
+
+    @contextlib.contextmanager
+    def sharded(self, rank: int, ranks: int) -> Iterator[None]:
+        """Inside the block every draw of shape (n, ...) is this process's share of one
+        global draw: the generator draws (ranks * n, ...) and rows [rank * n, (rank + 1) * n)
+        are returned. So `ranks` processes with one seed see together exactly the noise
+        that one process sees for the global batch, and their generators stay in step."""
+        self.shard = (rank, ranks)
+        try:
+            yield
+        finally:
+            self.shard = None
 
     def rng_state(self) -> dict:
         """The generator's state, JSON-serialisable."""

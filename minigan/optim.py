@@ -7,7 +7,7 @@ buffers allocated once; `step()` allocates nothing.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -35,6 +35,10 @@ class Optimizer:
     Args:
         model: anything with flat `params` and `grads` arrays (a `Sequential`).
         lr: learning rate, > 0.
+
+    Attributes:
+        gradient_hook: None, or a callable that `step()` gives the flat `grads` before
+            updating, e.g. the data-parallel average over processes (`minigan.distributed`).
     """
 
     state_names: tuple[str, ...] = ()
@@ -45,6 +49,7 @@ class Optimizer:
         self.params, self.grads = model.params, model.grads
         self.lr = _check_hyper("lr", lr, 0.0, low_open=True)
         self.steps = 0
+        self.gradient_hook: Callable[[Any], None] | None = None
         xp = model.backend.xp
         self.fused = model.backend.name == "cupy"  # one fused kernel per step on a GPU
         self.work = xp.zeros_like(self.params)  # scratch space reused by every step
@@ -52,7 +57,9 @@ class Optimizer:
             setattr(self, name, xp.zeros_like(self.params))
 
     def step(self) -> None:
-        """Updates `params` in place from `grads`."""
+        """Updates `params` in place from `grads` (first handed to `gradient_hook`, if any)."""
+        if self.gradient_hook is not None:
+            self.gradient_hook(self.grads)
         self.steps += 1
         if self.fused:
             fused_update(self.kernel_name)(*self._fused_arguments())

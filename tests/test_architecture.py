@@ -1,7 +1,8 @@
 """The package's shape: the import graph has no cycles and its arrows point one way
 (run -> model families -> model/optim/losses -> layers -> backend), CuPy is imported by
-the backend alone, PyTorch only by the benchmarks' references, matplotlib only by plots, and `minigan train --help` loads neither the
-benchmark code nor PyTorch nor matplotlib."""
+the backend alone, PyTorch only by the benchmarks' references, matplotlib only by plots,
+mpi4py only by distributed, and `minigan train --help` loads neither the benchmark code
+nor PyTorch nor matplotlib nor mpi4py."""
 import ast
 import subprocess
 import sys
@@ -86,6 +87,7 @@ def test_the_application_imports_the_benchmarks_only_inside_the_bench_command():
     ("cupyx", {"minigan.backend"}),
     ("torch", {"minigan.bench.torch_reference", "minigan.bench.dcgan"}),
     ("matplotlib", {"minigan.plots"}),
+    ("mpi4py", {"minigan.distributed"}),
 ])
 def test_each_heavy_library_is_imported_only_where_it_belongs(library, owners):
     importers = {module for module, targets in EXTERNAL.items()
@@ -100,5 +102,5 @@ def test_train_help_imports_no_benchmark_code_torch_or_matplotlib():
     loaded = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "minigan.run.cli" in loaded  # the measurement sees minigan's own modules
     unwanted = sorted(name for name in loaded
-                      if name.startswith(("minigan.bench", "torch", "matplotlib")))
+                      if name.startswith(("minigan.bench", "torch", "matplotlib", "mpi4py")))
     assert not unwanted, f"minigan train --help imported {unwanted}"

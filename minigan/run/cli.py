@@ -1,4 +1,4 @@
-"""The command line: `minigan train | sample | eval | bench` (also `python -m minigan`).
+"""The command line: `minigan train | launch | sample | eval | bench` (also `python -m minigan`).
 
 Every expected failure (bad arguments, missing or corrupt files, an unavailable
 backend, a diverged run) prints one line, `minigan: error: ...`, and exits with 2;
@@ -18,12 +18,13 @@ import numpy as np
 
 from ..backend import BACKEND_NAMES, BackendUnavailableError, get_backend
 from ..checkpoint import load_checkpoint, read_config
+from ..distributed import DistributedError, launched_rank
 from ..files import atomic_write
 from .config import RunConfig, add_arguments, from_arguments
 from .loop import TrainingDiverged, TrainingInterrupted, train
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, ImportError, BackendUnavailableError,
-                   TrainingDiverged, OSError)
+                   TrainingDiverged, DistributedError, OSError)
 INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 
 
@@ -35,7 +36,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _fail(message: str, status: int = 2) -> int:
-    print(f"minigan: error: {message}", file=sys.stderr)
+    """Prints the one-line error (on rank 0 alone when MPI started several processes:
+    they all raise it) and returns `status`."""
+    if launched_rank() == 0:
+        print(f"minigan: error: {message}", file=sys.stderr)
     return status
 
 
@@ -82,12 +86,23 @@ def _add_bench(subparsers: Any) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def _add_launch(subparsers: Any) -> None:
+    parser = subparsers.add_parser("launch", help="run `train` data-parallel on several processes through "
+                                   "mpirun (Ctrl-C stops them all and saves a checkpoint)")
+    parser.add_argument("-n", "--processes", type=_positive_int, required=True, help="number of processes")
+    parser.add_argument("--mpirun-args", default="", metavar="ARGS", help="further mpirun options, "
+                        "one quoted string, e.g. \"--hostfile hosts\"")
+    parser.add_argument("train_command", nargs=argparse.REMAINDER, metavar="train ...",
+                        help="the train command and its flags")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `minigan` argument parser with its subcommands."""
     parser = OneLineParser(prog="minigan", description="A from-scratch generative-model library: "
                            "train, sample, evaluate and benchmark hand-written models.")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     _add_train(subparsers)
+    _add_launch(subparsers)
     sample = _add_checkpoint_reader(subparsers, "sample", "draw samples from a checkpoint")
     sample.add_argument("--n", type=_positive_int, default=64)
     sample.add_argument("--out", required=True, help="FILE.png (a picture) or FILE.npy (the array)")
@@ -110,6 +125,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict]:
 def run_train(args: argparse.Namespace) -> int:
     config = from_arguments(args)
     metrics = train(config, resume=args.resume)
+    if launched_rank() > 0:  # rank 0 reports for all processes
+        return 0
     out = Path(config.out or args.resume or config.output_dir())
     files = metrics.pop("files")
     print(json.dumps(metrics))
@@ -165,6 +182,11 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_launch(args: argparse.Namespace) -> int:
+    from .launch import launch
+    return launch(args.processes, args.train_command, args.mpirun_args)
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from ..bench.report import run_bench as bench
     return bench(args)
@@ -175,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        handler = {"train": run_train, "sample": run_sample, "eval": run_eval, "bench": run_bench}[args.command]
+        handler = {"train": run_train, "launch": run_launch, "sample": run_sample, "eval": run_eval,
+                   "bench": run_bench}[args.command]
         return handler(args)
     except SystemExit as exit_:
         return int(exit_.code or 0)

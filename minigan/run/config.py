@@ -52,6 +52,8 @@ class RunConfig:
                          choices=tuple(DTYPES))
     blas_threads: int | None = _option(None, "BLAS threads (default: the preset's, measured fastest)",
                                        type=int)
+    sync_bn: bool = _option(False, "on several processes, normalise BatchNorm with the statistics of the "
+                            "global batch (all-reduced batch sums) instead of each process's own")
     out: str | None = _option(None, "output directory (default runs/<data>, runs/<data>-<family> for a VAE or VAE-GAN)")
     log_every: int = _option(10, "one history row every this many steps", type=int)
     checkpoint_every: int = _option(1000, "a checkpoint every this many steps (and at the end)", type=int)
@@ -137,9 +139,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for item in fields(RunConfig):
         options = dict(item.metadata)
         flag = "--" + item.name.replace("_", "-")
-        if item.type == "bool" or isinstance(item.default, bool):
-            parser.add_argument(f"--no-{item.name.replace('_', '-')}", dest=item.name, action="store_false",
-                                help=f"do not {options['help']}")
+        if isinstance(item.default, bool):  # --no-<name> turns a default-on switch off
+            switch = f"--no-{item.name.replace('_', '-')}" if item.default else flag
+            parser.add_argument(switch, dest=item.name, action="store_false" if item.default else "store_true",
+                                help=f"do not {options['help']}" if item.default else options["help"])
             continue
         default = None if item.default is MISSING else item.default
         suffix = f" (default {default})" if default is not None and "default" not in options["help"] else ""

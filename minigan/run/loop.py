@@ -8,12 +8,19 @@ to one that never stopped. The loop owns the progress bar, the history, periodic
 final checkpoints, the NaN guard (no NumPy warning reaches the terminal; divergence is
 one error naming the step and the statistic, and the last good checkpoint is kept) and
 Ctrl-C (the current step finishes, a checkpoint is written, `TrainingInterrupted`).
+
+Started by an MPI launcher on K processes, the same `train` runs data-parallel
+(`minigan.distributed`): each rank computes its rows of every global batch, gradients
+are averaged before every optimizer step, and rank 0 alone writes files and shows the
+progress bar. A stop request on any rank (Ctrl-C, SIGTERM, SIGUSR1) stops all of them
+after the same step; an error that only some ranks see ends the whole job.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
+import json
 import math
 import signal
 import sys
@@ -23,8 +30,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..backend import get_backend
+from ..backend import cuda_available, get_backend
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..distributed import DataParallel, abort_on_error, agree, blas_threads_per_rank, world
 from ..files import atomic_write, atomic_write_json
 from .config import RunConfig
 from .evaluate import evaluate
@@ -49,23 +57,30 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def deferred_interrupt() -> Iterator[list[bool]]:
-    """Inside the block a first Ctrl-C only sets flag[0] (the caller finishes its step and
-    stops cleanly); a second one interrupts at once. Outside the main thread: no effect."""
+def deferred_interrupt(signals: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[list[bool]]:
+    """Inside the block a first Ctrl-C (or another of `signals`) only sets flag[0] (the
+    caller finishes its step and stops cleanly); a second one acts at once, as it would
+    outside. Outside the main thread: no effect."""
     flag = [False]
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
+    previous: dict[int, Any] = {}
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
     def request_stop(signum: int, frame: Any) -> None:
         flag[0] = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        restore()
 
-    previous = signal.signal(signal.SIGINT, request_stop)
+    for number in signals:
+        previous[number] = signal.signal(number, request_stop)
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 
 def read_history(path: Path, up_to_step: int) -> list[dict[str, float]]:
@@ -108,48 +123,85 @@ def _finite(model: Any) -> bool:
 def train(config: RunConfig, resume: str | None = None) -> dict[str, Any]:
     """Trains (or resumes) a run and writes its files; returns the final metrics.
 
+    Under an MPI launcher every process calls this with the same arguments; `batch_size`
+    is then the global batch, split evenly over the processes.
+
     Args:
         config: the run; with `resume`, only its steps, out and progress are used.
-        resume: a directory holding a previous run's checkpoint.npz to continue from.
+        resume: a directory holding a previous run's checkpoint.npz to continue from
+            (on several machines, a directory every process can read).
 
     Raises:
         TrainingDiverged: a NaN or infinity (the last good checkpoint is kept).
         TrainingInterrupted: Ctrl-C (a checkpoint at the current step is written).
+        DistributedError: MPI needed but missing, or processes that disagree.
     """
     config.validate()
+    comm = world()
     model = None
     if resume is not None:
-        config, model, base_lr = _resume(config, resume)
+        config, model, base_lr = agree(comm, lambda: _resume(config, resume))
     config = config.resolved()
     preset = config.resolved_preset()
-    with blas_threads(preset.blas_threads):
-        data = real_data(config, preset)
+    threads = preset.blas_threads if comm is None else blas_threads_per_rank(comm, preset.blas_threads)
+    rank0 = comm is None or comm.rank == 0
+    with blas_threads(threads):
+        data = agree(comm, lambda: real_data(config, preset))
+        parallel = None
+        if comm is not None:
+            _check_split(preset, comm.size)
         if model is None:
+            if comm is not None and config.backend != "numpy" and cuda_available():
+                comm.select_device()
             backend = get_backend(config.backend, config.dtype, config.seed)
-            if config.backend == "auto" and backend.name == "numpy":
+            if config.backend == "auto" and backend.name == "numpy" and rank0:
                 print("note: --backend auto found no CuPy with a CUDA device, so this run uses numpy",
                       file=sys.stderr)
             model = build_model(preset.family, preset, data.shape, backend)
             base_lr = {name: optimizer.lr for name, optimizer in model.optimizers.items()}
+        if comm is not None:
+            parallel = DataParallel(model, comm, config.record(), config.sync_bn)
         out = config.output_dir()
-        out.mkdir(parents=True, exist_ok=True)
-        history = fit(model, data, config, preset, base_lr, out)
-        metrics = {"data": config.data, "steps": model.steps,
-                   **evaluate(model, data, config.eval_samples, config.seed)}
-        atomic_write_json(out / "metrics.json", metrics)
-        metrics["files"] = ["checkpoint.npz", "history.csv", "metrics.json",
-                            *write_pictures(model, data, out, history, config.seed)]
+        if rank0:
+            out.mkdir(parents=True, exist_ok=True)
+        history = fit(model, data, config, preset, base_lr, out, parallel)
+        metrics = None
+        if rank0:
+            with abort_on_error(comm):
+                metrics = {"data": config.data, "steps": model.steps,
+                           **evaluate(model, data, config.eval_samples, config.seed)}
+                atomic_write_json(out / "metrics.json", metrics)
+                metrics["files"] = ["checkpoint.npz", "history.csv", "metrics.json",
+                                    *write_pictures(model, data, out, history, config.seed)]
+        if comm is not None:
+            metrics = json.loads(comm.broadcast_text(json.dumps(metrics)))
     return metrics
 
 
+def _check_split(preset: Any, ranks: int) -> None:
+    """ValueError unless the global batch splits evenly over `ranks` (in whole PacGAN packs)."""
+    share, left = divmod(preset.batch_size, ranks)
+    if left:
+        raise ValueError(f"--batch-size {preset.batch_size} is the global batch and must be divisible by "
+                         f"the {ranks} processes")
+    if preset.family == "gan" and share % preset.pack:
+        raise ValueError(f"each of the {ranks} processes gets {share} examples, not a multiple of "
+                         f"--pack {preset.pack}")
+
+
 def fit(model: Any, data: RealData, config: RunConfig, preset: Any, base_lr: dict[str, float],
-        out: Path) -> list[dict[str, float]]:
+        out: Path, parallel: DataParallel | None = None) -> list[dict[str, float]]:
     """The loop itself: steps until `preset.steps`, with history, checkpoints, the NaN guard
-    and Ctrl-C; returns the history."""
+    and Ctrl-C; returns the history. With `parallel`, each step is this rank's share of
+    the global step, and only rank 0 writes."""
     columns = ("step", *model.stat_names)
     history = read_history(out / "history.csv", model.steps)
     extra = {"config": config.record(), "base_lr": base_lr}
     last_saved = model.steps
+    comm = None if parallel is None else parallel.comm
+    rank0 = comm is None or comm.rank == 0
+    if comm is not None:  # every rank continues rank 0's history
+        history = json.loads(comm.broadcast_text(json.dumps(history)))
 
     def save() -> None:
         """Writes the checkpoint and history, unless a parameter is no longer finite."""
@@ -157,14 +209,17 @@ def fit(model: Any, data: RealData, config: RunConfig, preset: Any, base_lr: dic
         if not _finite(model):
             raise TrainingDiverged(f"training diverged by step {model.steps}: a parameter is not "
                                    f"finite; the last good checkpoint (step {last_saved}) is kept in {out}")
-        save_checkpoint(out / "checkpoint.npz", model, extra)
-        write_history(out / "history.csv", columns, history)
+        if rank0:
+            save_checkpoint(out / "checkpoint.npz", model, extra)
+            write_history(out / "history.csv", columns, history)
         last_saved = model.steps
 
-    bar = progress_bar(enabled=config.progress, total=preset.steps, initial=model.steps, unit="step",
-                       dynamic_ncols=True, leave=True)
+    signals = (signal.SIGINT,) if comm is None else (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    bar = progress_bar(enabled=config.progress and rank0, total=preset.steps, initial=model.steps,
+                       unit="step", dynamic_ncols=True, leave=True)
     try:
-        with deferred_interrupt() as stop, np.errstate(all="ignore"):
+        with deferred_interrupt(signals) as stop, np.errstate(all="ignore"), \
+                abort_on_error(comm, consistent=(TrainingDiverged, TrainingInterrupted)):
             while model.steps < preset.steps:
                 if preset.lr_decay == "linear":  # from the base learning rate to 0 over the run
                     remaining = 1 - model.steps / preset.steps
@@ -172,7 +227,11 @@ def fit(model: Any, data: RealData, config: RunConfig, preset: Any, base_lr: dic
                         optimizer.lr = base_lr[name] * remaining
                 first = model.steps * model.batches_per_step
                 batches = [data.batch(first + i) for i in range(model.batches_per_step)]
-                stats = model.train_step(batches if len(batches) > 1 else batches[0])
+                batch = batches if len(batches) > 1 else batches[0]
+                if parallel is None:
+                    stats, stopping = model.train_step(batch), stop[0]
+                else:
+                    stats, stopping = parallel.train_step(batch, stop[0])
                 bad = [name for name, value in stats.items() if not math.isfinite(value)]
                 if bad:
                     raise TrainingDiverged(f"training diverged at step {model.steps}: {bad[0]} is "
@@ -186,7 +245,7 @@ def fit(model: Any, data: RealData, config: RunConfig, preset: Any, base_lr: dic
                     bar.update(1)
                 if model.steps % config.checkpoint_every == 0:
                     save()
-                if stop[0]:
+                if stopping:
                     if last_saved != model.steps:
                         save()
                     raise TrainingInterrupted(model.steps, out)

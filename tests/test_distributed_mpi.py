@@ -1,0 +1,198 @@
+"""Data parallelism under a real `mpirun` (Open MPI over loopback TCP): K=2 equals K=1
+from the command line and through the Python API (float64, relative difference <=
+1e-10, ranks bitwise identical), BatchNorm with sync_bn, resuming with another K,
+processes that disagree, and faults: a rank that raises or is killed ends the job,
+non-zero, never a hang; Ctrl-C on `minigan launch` saves the current step.
+
+Every launch has a timeout; on expiry the test interrupts the mpirun it started (which
+terminates its ranks) and fails."""
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigan.run.config import RunConfig
+from minigan.run.loop import train
+
+from mpi_worker import batches, batchnorm_gan
+
+MPIRUN = shutil.which("mpirun")
+pytestmark = pytest.mark.skipif(MPIRUN is None or importlib.util.find_spec("mpi4py") is None,
+                                reason="needs mpi4py and Open MPI's mpirun: pip install 'minigan[mpi]'")
+LOOPBACK = ["--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo"]
+ENV = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+WORKER = str(Path(__file__).with_name("mpi_worker.py"))
+RING8 = ["--data", "ring8", "--dtype", "float64", "--no-progress", "--eval-samples", "100"]
+
+
+def start(command, **options):
+    return subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, **options)
+
+
+def finish(process, timeout=120):
+    """(status, stdout, stderr) of a started mpirun; on timeout, interrupts it and fails."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)  # mpirun then terminates the ranks it started
+        try:
+            process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+        pytest.fail(f"mpirun did not finish within {timeout} s")
+    return process.returncode, out, err
+
+
+def mpirun(processes, *args, timeout=120):
+    return finish(start([MPIRUN, "-n", str(processes), *LOOPBACK, sys.executable, *args]), timeout)
+
+
+def minigan_train(processes, *flags):
+    status, out, err = mpirun(processes, "-m", "minigan", "train", *flags)
+    assert status == 0, err
+    return out
+
+
+def arrays(path):
+    with np.load(path) as archive:
+        return {name: archive[name] for name in archive.files if name != "config"}
+
+
+def assert_close(state, expected, rtol=1e-10):
+    """Every array within rtol of the largest entry of its network (or optimizer)."""
+    assert state.keys() == expected.keys()
+    for name, value in expected.items():
+        if value.dtype.kind != "f":
+            assert np.array_equal(state[name], value), name
+            continue
+        group = name.split("/")[0]
+        scale = max(float(np.max(np.abs(v))) for key, v in expected.items()
+                    if key.startswith(group) and v.dtype.kind == "f")
+        assert np.max(np.abs(state[name] - value)) <= rtol * scale, name
+
+
+def single_process_run(tmp_path, name, steps=50):
+    train(RunConfig(data="ring8", steps=steps, dtype="float64", out=str(tmp_path / name), progress=False,
+                    eval_samples=100))
+    return tmp_path / name
+
+
+def test_two_processes_equal_one_from_the_command_line(tmp_path):
+    one = single_process_run(tmp_path, "one")
+    out = minigan_train(2, *RING8, "--steps", "50", "--out", str(tmp_path / "two"))
+    assert out.count("wrote ") == 1  # rank 0 alone reports
+    assert_close(arrays(tmp_path / "two" / "checkpoint.npz"), arrays(one / "checkpoint.npz"))
+    history_one = np.loadtxt(one / "history.csv", delimiter=",", skiprows=1)
+    history_two = np.loadtxt(tmp_path / "two" / "history.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(history_two, history_one, rtol=1e-10)
+
+
+def test_two_processes_through_the_api_hold_bitwise_identical_parameters(tmp_path):
+    status, _, err = mpirun(2, WORKER, "api", str(tmp_path))
+    assert status == 0, err
+    first, second = arrays(tmp_path / "rank0.npz"), arrays(tmp_path / "rank1.npz")
+    assert all(np.array_equal(first[name], second[name]) for name in first)
+    assert_close(first, arrays(single_process_run(tmp_path, "one") / "checkpoint.npz"))
+
+
+def test_batchnorm_with_sync_bn_on_two_processes_equals_one(tmp_path):
+    status, _, err = mpirun(2, WORKER, "batchnorm", str(tmp_path))
+    assert status == 0, err
+    model = batchnorm_gan(seed=0)
+    for batch in batches():
+        model.train_step(batch)
+    first, second = arrays(tmp_path / "rank0.npz"), arrays(tmp_path / "rank1.npz")
+    assert all(np.array_equal(first[name], second[name]) for name in first)
+    assert_close(first, model.state_dict())
+
+
+@pytest.mark.parametrize("first_k, second_k", [(2, 1), (1, 2)])
+def test_a_run_resumes_with_another_number_of_processes(tmp_path, first_k, second_k):
+    # digits: no learning-rate schedule (so 10 + 10 steps is 20 steps) and two D steps per step
+    flags = ["--data", "digits", "--dtype", "float64", "--batch-size", "32", "--no-progress", "--eval-samples", "100"]
+    minigan_train(1, *flags, "--steps", "20", "--out", str(tmp_path / "one"))
+    run = str(tmp_path / "run")
+    minigan_train(first_k, *flags, "--steps", "10", "--out", run)
+    status, _, err = mpirun(second_k, "-m", "minigan", "train", "--resume", run, "--steps", "20", "--no-progress")
+    assert status == 0, err
+    assert_close(arrays(Path(run) / "checkpoint.npz"), arrays(tmp_path / "one" / "checkpoint.npz"))
+
+
+def test_processes_that_disagree_are_refused_with_one_line(tmp_path):
+    common = ["-m", "minigan", "train", *RING8, "--steps", "5", "--out", str(tmp_path / "run")]
+    process = start([MPIRUN, *LOOPBACK, "-n", "1", sys.executable, *common, "--lr", "0.0002",
+                     ":", "-n", "1", sys.executable, *common, "--lr", "0.001"])
+    status, _, err = finish(process)
+    assert status != 0
+    lines = [line for line in err.splitlines() if line.startswith("minigan:")]
+    assert lines == [lines[0]] and "rank 1 has lr=0.001 (rank 0: 0.0002)" in lines[0]
+
+
+def test_a_rank_that_raises_ends_the_job_naming_the_rank(tmp_path):
+    started = time.monotonic()
+    status, _, err = mpirun(2, WORKER, "raise", str(tmp_path), timeout=60)
+    assert status != 0 and time.monotonic() - started < 60
+    assert "minigan: rank 1 of 2: RuntimeError: injected fault" in err
+
+
+def _rank_pid(started, rank, timeout=30):
+    """The pid of rank `rank` among the descendants of the process `started` (found by
+    the rank variable in its environment)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = subprocess.run(["pgrep", "-f", "minigan train"], capture_output=True, text=True).stdout.split()
+        for pid in map(int, listed):
+            try:
+                environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"OMPI_COMM_WORLD_RANK={rank}".encode() in environment and started.pid in _ancestors(pid):
+                return pid
+        time.sleep(0.2)
+    pytest.fail(f"rank {rank} did not start")
+
+
+def _ancestors(pid):
+    """The pids above `pid`, up to init."""
+    found = []
+    while pid > 1:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        found.append(pid)
+    return found
+
+
+def test_a_killed_rank_ends_the_job_non_zero_without_a_hang(tmp_path):
+    process = start([MPIRUN, "-n", "2", *LOOPBACK, sys.executable, "-m", "minigan", "train", "--data", "digits",
+                     "--steps", "1000000", "--out", str(tmp_path / "run"), "--no-progress"])
+    os.kill(_rank_pid(process, 1), signal.SIGKILL)
+    started = time.monotonic()
+    status, _, err = finish(process, timeout=60)
+    assert status != 0 and time.monotonic() - started < 60
+    assert "rank 1" in err
+
+
+def test_ctrl_c_on_the_launcher_stops_every_rank_and_saves_the_current_step(tmp_path):
+    run = tmp_path / "run"
+    process = start([sys.executable, "-m", "minigan", "launch", "-n", "2", "--mpirun-args", " ".join(LOOPBACK),
+                     "train", "--data", "digits", "--steps", "1000000", "--out", str(run), "--no-progress",
+                     "--checkpoint-every", "1000000"])
+    _rank_pid(process, 1)
+    time.sleep(3)  # a few hundred steps
+    process.send_signal(signal.SIGINT)
+    status, _, err = finish(process, timeout=60)
+    assert status == 130, err
+    saved = json.loads(str(np.load(run / "checkpoint.npz")["config"]))["steps"]
+    assert saved > 0 and f"interrupted at step {saved}; checkpoint saved" in err
