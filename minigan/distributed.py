@@ -120,6 +120,9 @@ class Communicator:
         """The device all-reduce: NCCL between GPUs, bootstrapped by one MPI broadcast."""
         cupy = import_cupy()
         nccl = cupy.cuda.nccl
+        if not getattr(nccl, "available", False):
+            raise DistributedError("data-parallel training on GPUs needs NCCL, which CuPy cannot load here; "
+                                   "pip install nvidia-nccl-cu12 (CUDA 12) or nvidia-nccl-cu13 (CUDA 13)")
         if self._nccl is None:
             unique_id = np.array(nccl.get_unique_id() if self.rank == 0 else [0] * 128, dtype=np.int64)
             self.comm.Bcast(unique_id, root=0)

@@ -255,3 +255,63 @@ def test_the_loop_defers_the_launcher_s_stop_signals(number):
         signal.raise_signal(number)
         assert stop[0]
     assert signal.getsignal(number) == signal.SIG_DFL
+
+
+class FakeNccl:
+    """What the device all-reduce uses of `cupy.cuda.nccl`, recording the calls."""
+
+    available = True
+    NCCL_FLOAT32, NCCL_FLOAT64, NCCL_SUM = "f32", "f64", "sum"
+    calls = []
+
+    @staticmethod
+    def get_unique_id():
+        return tuple(range(128))
+
+    class NcclCommunicator:
+        def __init__(self, size, unique_id, rank):
+            FakeNccl.calls.append(("init", size, unique_id, rank))
+
+        def allReduce(self, send, receive, count, dtype, op, stream):
+            FakeNccl.calls.append(("allReduce", send, receive, count, dtype, op, stream))
+
+
+class FakeDeviceArray:
+    def __init__(self, count, dtype):
+        self.size, self.dtype = count, np.dtype(dtype)
+        self.data = type("Pointer", (), {"ptr": 4096})()
+
+
+def fake_cupy(nccl):
+    stream = type("Stream", (), {"ptr": 7})()
+    cuda = type("cuda", (), {"nccl": nccl, "get_current_stream": staticmethod(lambda: stream)})
+    return type("cupy", (), {"cuda": cuda})
+
+
+class FakeMpiComm:
+    def __init__(self, rank):
+        self.rank = rank
+
+    def Bcast(self, array, root):  # rank 0's id arrives on every rank
+        array[...] = np.arange(128)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_device_buffers_are_summed_in_place_over_nccl_bootstrapped_by_one_broadcast(monkeypatch, rank):
+    monkeypatch.setattr(distributed, "import_cupy", lambda: fake_cupy(FakeNccl))
+    FakeNccl.calls = []
+    comm = distributed.Communicator.__new__(distributed.Communicator)
+    comm.comm, comm.rank, comm.size, comm._nccl, comm.allreduce_seconds = FakeMpiComm(rank), rank, 2, None, 0.0
+    for dtype in (np.float32, np.float64):
+        comm.allreduce_sum_(FakeDeviceArray(10, dtype))
+    assert FakeNccl.calls == [("init", 2, tuple(range(128)), rank),
+                              ("allReduce", 4096, 4096, 10, "f32", "sum", 7),
+                              ("allReduce", 4096, 4096, 10, "f64", "sum", 7)]
+
+
+def test_device_buffers_without_nccl_are_one_clear_error(monkeypatch):
+    monkeypatch.setattr(distributed, "import_cupy", lambda: fake_cupy(type("nccl", (), {"available": False})))
+    comm = distributed.Communicator.__new__(distributed.Communicator)
+    comm._nccl, comm.allreduce_seconds = None, 0.0
+    with pytest.raises(DistributedError, match="needs NCCL.*pip install nvidia-nccl-cu12"):
+        comm.allreduce_sum_(FakeDeviceArray(3, np.float32))

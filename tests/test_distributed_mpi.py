@@ -196,3 +196,18 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_saves_the_current_step(tmp_
     assert status == 130, err
     saved = json.loads(str(np.load(run / "checkpoint.npz")["config"]))["steps"]
     assert saved > 0 and f"interrupted at step {saved}; checkpoint saved" in err
+
+
+def test_the_scaling_benchmark_prints_one_row_per_configuration(tmp_path):
+    result = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "scaling.py"),
+                             "--presets", "ring8", "--batch-sizes", "16", "--warmup", "0", "--steps", "2",
+                             "--blocks", "1", "--rounds", "1", "--threads", "2", "--busy-polling",
+                             "--json", str(tmp_path / "scaling.json")],
+                            capture_output=True, text=True, env=ENV, timeout=180)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "scaling.json").read_text())["rows"]
+    assert [(row["processes"], row["threads_per_process"], row["waiting"]) for row in rows] == [
+        (1, 2, "yield"), (1, 1, "yield"), (2, 1, "yield"), (2, 1, "busy polling")]
+    assert rows[0]["speedup"] == 1.0 and rows[0]["allreduce_share"] == 0.0
+    assert all(row["ms_per_step"] > 0 and 0 < row["allreduce_share"] < 1 for row in rows[2:])
+    assert result.stdout.count("| ring8 | 16 |") == 4
