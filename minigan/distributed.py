@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
+import sysconfig
 import time
 from typing import Any, Iterator, Sequence
 
@@ -58,6 +60,11 @@ def launched_rank() -> int:
         if value.isdigit():
             return int(value)
     return 0
+
+
+def find_mpirun() -> str | None:
+    """The mpirun on the PATH, else the one the `mpi` extra installed beside this Python."""
+    return shutil.which("mpirun") or shutil.which("mpirun", path=sysconfig.get_path("scripts"))
 
 
 def world() -> "Communicator | None":

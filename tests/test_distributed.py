@@ -231,19 +231,19 @@ def test_blas_threads_per_rank(monkeypatch, affinity, cpus, local_size, requeste
 
 
 def test_launch_builds_the_mpirun_command_and_refuses_nonsense(monkeypatch):
-    monkeypatch.setattr("shutil.which", lambda name: "/opt/bin/mpirun")
+    monkeypatch.setattr("shutil.which", lambda name, path=None: "/opt/bin/mpirun")
     command = mpirun_command(2, ["train", "--steps", "5"], "--oversubscribe --mca btl self,tcp")
     assert command == ["/opt/bin/mpirun", "-n", "2", "--oversubscribe", "--mca", "btl", "self,tcp",
                        sys.executable, "-m", "minigan", "train", "--steps", "5"]
     with pytest.raises(ValueError, match="launch runs `train`"):
         mpirun_command(2, ["eval", "--checkpoint", "x"])
-    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name, path=None: None)
     with pytest.raises(DistributedError, match="mpirun, which is not on the PATH"):
         mpirun_command(2, ["train"])
 
 
 def test_launch_without_mpirun_is_one_line(monkeypatch, capsys):
-    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("shutil.which", lambda name, path=None: None)
     assert cli.main(["launch", "-n", "2", "train", "--steps", "3"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("minigan: error: launch needs mpirun") and err.count("\n") == 1

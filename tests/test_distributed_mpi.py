@@ -9,7 +9,6 @@ terminates its ranks) and fails."""
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minigan.distributed import find_mpirun
 from minigan.run.config import RunConfig
 from minigan.run.loop import train
 
 from mpi_worker import batches, batchnorm_gan
 
-MPIRUN = shutil.which("mpirun")
+MPIRUN = find_mpirun()
 pytestmark = pytest.mark.skipif(MPIRUN is None or importlib.util.find_spec("mpi4py") is None,
                                 reason="needs mpi4py and Open MPI's mpirun: pip install 'minigan[mpi]'")
 LOOPBACK = ["--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo"]
@@ -201,13 +201,14 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_saves_the_current_step(tmp_
 def test_the_scaling_benchmark_prints_one_row_per_configuration(tmp_path):
     result = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "scaling.py"),
                              "--presets", "ring8", "--batch-sizes", "16", "--warmup", "0", "--steps", "2",
-                             "--blocks", "1", "--rounds", "1", "--threads", "2", "--busy-polling",
+                             "--blocks", "1", "--rounds", "1", "--threads", "2", "--busy-polling", "--sync-bn",
                              "--json", str(tmp_path / "scaling.json")],
                             capture_output=True, text=True, env=ENV, timeout=180)
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "scaling.json").read_text())["rows"]
-    assert [(row["processes"], row["threads_per_process"], row["waiting"]) for row in rows] == [
-        (1, 2, "yield"), (1, 1, "yield"), (2, 1, "yield"), (2, 1, "busy polling")]
+    assert [(row["processes"], row["threads_per_process"], row["waiting"], row["sync_bn"]) for row in rows] == [
+        (1, 2, "yield", False), (1, 1, "yield", False), (2, 1, "yield", False), (2, 1, "yield", True),
+        (2, 1, "busy polling", False)]
     assert rows[0]["speedup"] == 1.0 and rows[0]["allreduce_share"] == 0.0
     assert all(row["ms_per_step"] > 0 and 0 < row["allreduce_share"] < 1 for row in rows[2:])
-    assert result.stdout.count("| ring8 | 16 |") == 4
+    assert result.stdout.count("| ring8 | 16 |") == 5

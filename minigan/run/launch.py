@@ -12,13 +12,12 @@ status is 130. A second Ctrl-C ends the job at once.
 from __future__ import annotations
 
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
 from typing import Any, Sequence
 
-from ..distributed import MPI_INSTALL_HINT, DistributedError
+from ..distributed import MPI_INSTALL_HINT, DistributedError, find_mpirun
 
 
 def mpirun_command(processes: int, command: Sequence[str], mpirun_args: str = "") -> list[str]:
@@ -28,7 +27,7 @@ def mpirun_command(processes: int, command: Sequence[str], mpirun_args: str = ""
     if not command or command[0] != "train":
         raise ValueError(f"launch runs `train` on several processes, e.g. `minigan launch -n 2 train "
                          f"--preset dcgan`; got {' '.join(command) or 'no command'}")
-    mpirun = shutil.which("mpirun")
+    mpirun = find_mpirun()
     if mpirun is None:
         raise DistributedError(f"launch needs mpirun, which is not on the PATH; {MPI_INSTALL_HINT}")
     return [mpirun, "-n", str(processes), *shlex.split(mpirun_args), sys.executable, "-m", "minigan", *command]
