@@ -25,6 +25,9 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 CUPY_INSTALL_HINT = ("pip install 'minigan[cuda12]' (CUDA 12) or 'minigan[cuda13]' (CUDA 13), "
                      "i.e. the cupy-cuda12x / cupy-cuda13x wheel")
 
+# what CuPy's CUDA runtime and cuBLAS errors say when an allocation on the device fails
+OUT_OF_MEMORY_MARKERS = ("cudaErrorMemoryAllocation", "CUBLAS_STATUS_ALLOC_FAILED")
+
 
 class BackendUnavailableError(RuntimeError):
     """A backend was asked for that this machine cannot provide."""
@@ -132,6 +135,38 @@ def cuda_available() -> bool:
     except BackendUnavailableError:
         return False
     return _cuda_device_count(cupy) > 0
+
+
+def device_properties(backend: Backend) -> dict[str, Any]:
+    """The CUDA device a cupy backend computes on: name, memory, compute capability, CUDA
+    runtime and driver versions, CuPy's version; {} for a host backend."""
+    if backend.name != "cupy":
+        return {}
+    cupy = backend.xp
+    runtime = cupy.cuda.runtime
+    device = cupy.cuda.Device()
+    properties = runtime.getDeviceProperties(device.id)
+    name = properties["name"]
+    return {"name": name.decode() if isinstance(name, bytes) else str(name),
+            "memory_gib": properties["totalGlobalMem"] / 2**30,
+            "compute_capability": f"{properties['major']}.{properties['minor']}",
+            "multiprocessors": properties["multiProcessorCount"],
+            "cuda_runtime": runtime.runtimeGetVersion(), "cuda_driver": runtime.driverGetVersion(),
+            "cupy": cupy.__version__}
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True when `error` says the CUDA device ran out of memory: CuPy's
+    `cupy.cuda.memory.OutOfMemoryError`, or a CUDA runtime / library error of CuPy's
+    reporting a failed allocation.
+
+    Judged by the error's class name and module, so it needs no CuPy (which may not even be
+    installed) and never imports it."""
+    cupy_classes = [kind for kind in type(error).__mro__
+                    if (kind.__module__ or "").split(".")[0] in ("cupy", "cupy_backends")]
+    if any(kind.__name__ == "OutOfMemoryError" for kind in cupy_classes):
+        return True
+    return bool(cupy_classes) and any(marker in str(error) for marker in OUT_OF_MEMORY_MARKERS)
 
 
 def register_array_module(xp: Any) -> None:

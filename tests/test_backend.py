@@ -165,3 +165,57 @@ def test_the_strict_stand_in_offers_only_cupy_names():
     public = {name for name in vars(strict_cupy.xp) if not name.startswith("__")}
     assert public == {*strict_cupy.MODULE_NAMES, "ndarray", "asnumpy", "lib"}
     assert not hasattr(strict_cupy.xp, "errstate") and hasattr(np, "errstate")  # NumPy's, not CuPy's
+
+
+def fake_cupy_error(name, module, base=Exception):
+    """An exception class named like one of CuPy's, without CuPy."""
+    return type(name, (base,), {"__module__": module})
+
+
+CUPY_OUT_OF_MEMORY = fake_cupy_error("OutOfMemoryError", "cupy.cuda.memory", MemoryError)
+CUDA_RUNTIME_ERROR = fake_cupy_error("CUDARuntimeError", "cupy_backends.cuda.api.runtime", RuntimeError)
+
+
+@pytest.mark.parametrize("error, expected", [
+    (CUPY_OUT_OF_MEMORY("Out of memory allocating 512 bytes"), True),
+    (CUDA_RUNTIME_ERROR("cudaErrorMemoryAllocation: out of memory"), True),
+    (fake_cupy_error("CUBLASError", "cupy_backends.cuda.libs.cublas", RuntimeError)(
+        "CUBLAS_STATUS_ALLOC_FAILED"), True),
+    (CUDA_RUNTIME_ERROR("cudaErrorIllegalAddress: an illegal memory access was encountered"), False),
+    (fake_cupy_error("OutOfMemoryError", "somewhere.else", MemoryError)("no GPU involved"), False),
+    (MemoryError("host memory"), False),
+    (RuntimeError("cudaErrorMemoryAllocation, but not raised by CuPy"), False),
+], ids=["cupy-oom", "runtime-allocation", "cublas-allocation", "other-cuda-error", "foreign-class",
+        "host-memory", "foreign-message"])
+def test_out_of_device_memory_is_recognised_without_cupy(monkeypatch, error, expected):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # recognition must not need CuPy
+    assert backend_module.is_out_of_memory(error) is expected
+
+
+def test_cupys_own_out_of_memory_error_is_recognised():
+    cupy = pytest.importorskip("cupy", reason="needs CuPy installed (not a device)")
+    error = cupy.cuda.memory.OutOfMemoryError(1024, 0)
+    assert backend_module.is_out_of_memory(error)
+    names = [[(kind.__module__, kind.__name__) for kind in error_type.__mro__]
+             for error_type in (CUPY_OUT_OF_MEMORY, type(error))]
+    assert names[0] == names[1]  # the fake the other tests raise is named as CuPy's
+
+
+def test_device_properties_describe_a_cuda_device_and_nothing_else(backend):
+    properties = backend_module.device_properties(backend)
+    if backend.name == "cupy":
+        assert properties["name"] and properties["memory_gib"] > 0 and properties["cupy"]
+    else:
+        assert properties == {}
+
+
+def test_device_properties_read_cupys_runtime():
+    properties = {"name": b"NVIDIA H200", "totalGlobalMem": 141 * 2**30, "major": 9, "minor": 0,
+                  "multiProcessorCount": 132}
+    runtime = types.SimpleNamespace(getDeviceProperties=lambda device: properties,
+                                    runtimeGetVersion=lambda: 12080, driverGetVersion=lambda: 12090)
+    fake = types.SimpleNamespace(__version__="14.0.0", cuda=types.SimpleNamespace(
+        runtime=runtime, Device=lambda: types.SimpleNamespace(id=0)))
+    described = backend_module.device_properties(backend_module.Backend(fake, "cupy", np.float32, 0))
+    assert described == {"name": "NVIDIA H200", "memory_gib": 141.0, "compute_capability": "9.0",
+                         "multiprocessors": 132, "cuda_runtime": 12080, "cuda_driver": 12090, "cupy": "14.0.0"}

@@ -2,10 +2,12 @@
 import json
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
+from minigan.run import cli
 from minigan.run.cli import main
 
 TINY = ["--steps", "20", "--batch-size", "16", "--no-progress"]
@@ -75,6 +77,43 @@ def test_errors_are_one_line(capsys, argv, words, tmp_path, monkeypatch):
     assert status == 2
     assert err.startswith("minigan: error:") and err.count("\n") == 1 and words in err, err
     assert "Traceback" not in err
+
+
+def test_cupy_without_a_device_is_one_line(capsys, monkeypatch, tmp_path):
+    no_device = types.SimpleNamespace(getDeviceCount=lambda: 0)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=no_device)))
+    status, _, err = run_main(capsys, "train", "--backend", "cupy", "--out", str(tmp_path), *TINY)
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "no CUDA device" in err and "use backend 'numpy'" in err
+
+
+# named as CuPy's cupy.cuda.memory.OutOfMemoryError (tests/test_backend.py checks the name against CuPy's)
+OutOfMemoryError = type("OutOfMemoryError", (MemoryError,), {"__module__": "cupy.cuda.memory"})
+
+
+def _run_out_of_memory(*arguments, **keywords):
+    raise OutOfMemoryError("Out of memory allocating 2,147,483,648 bytes (allocated so far: 1,024 bytes).")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--backend", "auto", *TINY], "out of GPU memory while training (Out of memory allocating "
+     "2,147,483,648 bytes (allocated so far: 1,024 bytes).): try a smaller --batch-size, or --backend numpy"),
+    (["bench", "--backends", "numpy", "--no-progress"], "out of GPU memory while benchmarking"),
+])
+def test_out_of_gpu_memory_is_one_line(capsys, monkeypatch, tmp_path, argv, words):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "train", _run_out_of_memory)
+    monkeypatch.setattr(cli, "run_bench", _run_out_of_memory)
+    status, _, err = run_main(capsys, *argv)
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("minigan: error: " + words), err
+
+
+def test_an_unexpected_error_is_not_mistaken_for_out_of_memory(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "train", lambda *arguments, **keywords: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["train", *TINY])
 
 
 def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):

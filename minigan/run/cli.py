@@ -1,8 +1,9 @@
 """The command line: `minigan train | launch | sample | eval | bench` (also `python -m minigan`).
 
 Every expected failure (bad arguments, missing or corrupt files, an unavailable
-backend, a diverged run) prints one line, `minigan: error: ...`, and exits with 2;
-Ctrl-C exits with 130 (during training, after saving a checkpoint of the current step).
+backend, a GPU out of memory, a diverged run) prints one line, `minigan: error: ...`, and
+exits with 2; Ctrl-C exits with 130 (during training, after saving a checkpoint of the
+current step).
 The benchmark code is imported only when `minigan bench` runs.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..backend import BACKEND_NAMES, BackendUnavailableError, get_backend
+from ..backend import BACKEND_NAMES, BackendUnavailableError, get_backend, is_out_of_memory
 from ..checkpoint import load_checkpoint, read_config
 from ..distributed import DistributedError, launched_rank
 from ..files import atomic_write
@@ -26,6 +27,12 @@ from .loop import TrainingDiverged, TrainingInterrupted, train
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, ImportError, BackendUnavailableError,
                    TrainingDiverged, DistributedError, OSError)
 INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
+OUT_OF_MEMORY = {  # command -> (what it was doing, what to try instead) when the GPU runs out of memory
+    "train": ("training", "try a smaller --batch-size, or --backend numpy"),
+    "sample": ("sampling", "try a smaller --n, or --backend numpy"),
+    "eval": ("evaluating", "try a smaller --n, or --backend numpy"),
+    "bench": ("benchmarking", "try smaller --batch-sizes and --hidden, or --backends numpy"),
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -41,6 +48,13 @@ def _fail(message: str, status: int = 2) -> int:
     if launched_rank() == 0:
         print(f"minigan: error: {message}", file=sys.stderr)
     return status
+
+
+def _out_of_memory(command: str, error: BaseException) -> str:
+    """The one-line message for CuPy's out-of-memory `error` during `command`."""
+    doing, hint = OUT_OF_MEMORY.get(command, ("running", OUT_OF_MEMORY["train"][1]))
+    detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"out of GPU memory while {doing} ({detail}): {hint}"
 
 
 def _int_at_least(minimum: int) -> Any:
@@ -195,6 +209,7 @@ def run_bench(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = build_parser()
+    args: argparse.Namespace | None = None
     try:
         args = parser.parse_args(argv)
         handler = {"train": run_train, "launch": run_launch, "sample": run_sample, "eval": run_eval,
@@ -208,3 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", INTERRUPTED)
     except EXPECTED_ERRORS as error:
         return _fail(str(error))
+    except Exception as error:  # CuPy's out-of-memory errors; anything else is a bug: re-raised
+        if not is_out_of_memory(error):
+            raise
+        return _fail(_out_of_memory(args.command if args else "", error))
