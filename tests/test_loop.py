@@ -264,6 +264,18 @@ def test_a_vae_run_trains_evaluates_and_resumes_bit_exactly(tmp_path):
     assert extra["config"]["model"] == "vae" and extra["config"]["loss"] is None
 
 
+def test_the_convolutional_vae_preset_trains_on_images_and_resumes_bit_exactly(tmp_path):
+    pytest.importorskip("sklearn")
+    common = dict(model="vae", preset="vae-conv", data="digits", batch_size=8, progress=False, eval_samples=20)
+    metrics = train(RunConfig(steps=4, out=str(tmp_path / "straight"), **common))
+    assert metrics["elbo"] < 0 and "reconstructions.png" in metrics["files"]
+    train(RunConfig(steps=2, out=str(tmp_path / "resumed"), **common))
+    train(RunConfig(steps=4, progress=False), resume=str(tmp_path / "resumed"))
+    straight = assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
+    assert straight["encoder/0.W"].shape == (4, 4, 1, 32)  # a Conv2d: (kh, kw, in, out)
+    assert straight["decoder/7.W"].shape == (4, 4, 32, 1)  # the last ConvTranspose2d, to logits
+
+
 @pytest.mark.parametrize("options, words", [
     (dict(model="vae", loss="wgan"), "--loss and --pack apply to GANs"),
     (dict(model="vae", pack=2), "--loss and --pack apply to GANs"),

@@ -98,6 +98,12 @@ PRESETS: dict[str, Preset] = {
     "vae": Preset(latent_dim=20, encoder_hidden=(400,), generator_hidden=(400,), discriminator_hidden=(),
                   family="vae", generator_activation="relu", lr=1e-3, betas=(0.9, 0.999),
                   batch_size=128, steps=4690),
+    # The same VAE with DCGAN-shaped networks: encoder Conv 1->32 -> LeakyReLU -> Conv 32->64 ->
+    # BatchNorm LeakyReLU -> Dense -> (20, 20); decoder Dense -> 7x7x64 -> BatchNorm ReLU ->
+    # ConvT 64->32 -> BatchNorm ReLU -> ConvT 32->1 (logits); pixels in [0, 1].
+    "vae-conv": Preset(latent_dim=20, encoder_hidden=(32, 64), generator_hidden=(64, 32), discriminator_hidden=(),
+                       family="vae", architecture="dcgan", init="normal", lr=1e-3, betas=(0.9, 0.999),
+                       batch_size=128, steps=4690),
     # VAE-GAN (Larsen et al. 2016) on DCGAN's networks: a conv encoder (as D, 2 * 32 outputs), the
     # DCGAN generator as decoder, DCGAN's discriminator, features after its last LeakyReLU.
     "vaegan": Preset(latent_dim=32, encoder_hidden=(64, 128), generator_hidden=(128, 64),
@@ -153,13 +159,23 @@ def _optimizer(preset: Preset, model: Sequential) -> Optimizer:
 
 
 def build_vae(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> VAE:
-    """An MLP VAE: encoder features -> hidden -> 2 * latent (mu, logvar), decoder latent ->
-    hidden -> features (logits or means, shaped like the data), each with its optimizer."""
-    features = math.prod(data_shape)
-    encoder = mlp([features, *preset.encoder_hidden, 2 * preset.latent_dim], preset.generator_activation,
-                  "linear", preset.init, backend)
-    decoder = mlp([preset.latent_dim, *preset.generator_hidden, features], preset.generator_activation,
-                  "linear", preset.init, backend)
+    """A VAE, each network with its optimizer. MLP: encoder features -> hidden -> 2 * latent
+    (mu, logvar), decoder latent -> hidden -> features (logits or means, shaped like the
+    data). dcgan architecture, on images (H, W, C): the encoder shaped like DCGAN's
+    discriminator with 2 * latent outputs, the DCGAN generator (linear output) as decoder."""
+    if preset.architecture == "dcgan":
+        if len(data_shape) != 3:
+            raise ValueError(f"a convolutional VAE needs image data (H, W, C), got examples of shape {data_shape}")
+        encoder = dcgan_discriminator(data_shape, preset.encoder_hidden, preset.init, backend,
+                                      outputs=2 * preset.latent_dim)
+        decoder = dcgan_generator(preset.latent_dim, preset.generator_hidden, data_shape, "linear",
+                                  preset.init, backend)
+    else:
+        features = math.prod(data_shape)
+        encoder = mlp([features, *preset.encoder_hidden, 2 * preset.latent_dim], preset.generator_activation,
+                      "linear", preset.init, backend)
+        decoder = mlp([preset.latent_dim, *preset.generator_hidden, features], preset.generator_activation,
+                      "linear", preset.init, backend)
     return VAE(encoder, decoder, likelihood=preset.likelihood, beta=preset.beta,
                encoder_opt=_optimizer(preset, encoder), decoder_opt=_optimizer(preset, decoder))
 
