@@ -16,10 +16,7 @@ from minigan.distributed import DataParallel, world
 from minigan.run import cli, loop
 from minigan.run.config import RunConfig
 
-mode, out = sys.argv[1], Path(sys.argv[2])
-
-
-def save_rank_state(model):
+def save_rank_state(model, out):
     np.savez(out / f"rank{world().rank}.npz", **model.state_dict())
 
 
@@ -35,31 +32,36 @@ def batches():
     return [rng.uniform(-1, 1, (16, 2)) for _ in range(5)]
 
 
-if mode == "api":
-    fit = loop.fit
+def main(mode, out):
+    if mode == "api":
+        fit = loop.fit
 
-    def fit_and_save(model, *args, **kwargs):
-        history = fit(model, *args, **kwargs)
-        save_rank_state(model)
-        return history
+        def fit_and_save(model, *args, **kwargs):
+            history = fit(model, *args, **kwargs)
+            save_rank_state(model, out)
+            return history
 
-    loop.fit = fit_and_save
-    loop.train(RunConfig(data="ring8", steps=50, dtype="float64", out=str(out / "run"), progress=False,
-                         eval_samples=100))
-elif mode == "batchnorm":
-    comm = world()
-    model = batchnorm_gan(seed=comm.rank)  # rank 0's weights are broadcast
-    parallel = DataParallel(model, comm, {"test": "batchnorm"}, sync_bn=True)
-    for batch in batches():
-        parallel.train_step(batch)
-    save_rank_state(model)
-elif mode == "raise":
-    step = mg.GAN.train_step
+        loop.fit = fit_and_save
+        loop.train(RunConfig(data="ring8", steps=50, dtype="float64", out=str(out / "run"), progress=False,
+                             eval_samples=100))
+    elif mode == "batchnorm":
+        comm = world()
+        model = batchnorm_gan(seed=comm.rank)  # rank 0's weights are broadcast
+        parallel = DataParallel(model, comm, {"test": "batchnorm"}, sync_bn=True)
+        for batch in batches():
+            parallel.train_step(batch)
+        save_rank_state(model, out)
+    elif mode == "raise":
+        step = mg.GAN.train_step
 
-    def failing_step(self, *args, **kwargs):
-        if world().rank == 1 and self.steps == 5:
-            raise RuntimeError("injected fault")
-        return step(self, *args, **kwargs)
+        def failing_step(self, *args, **kwargs):
+            if world().rank == 1 and self.steps == 5:
+                raise RuntimeError("injected fault")
+            return step(self, *args, **kwargs)
 
-    mg.GAN.train_step = failing_step
-    sys.exit(cli.main(["train", "--steps", "1000", "--out", str(out / "run"), "--no-progress"]))
+        mg.GAN.train_step = failing_step
+        sys.exit(cli.main(["train", "--steps", "1000", "--out", str(out / "run"), "--no-progress"]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], Path(sys.argv[2]))
