@@ -3,9 +3,10 @@
 For each preset this builds the preset's GAN (float32, NumPy backend), feeds it random
 real batches of the right shape, and measures the median milliseconds of one
 `gan.train_step` with the BLAS libraries limited to 1 and to 2 threads
-(threadpoolctl). Each setting is warmed up first; then the two settings alternate
-(1, 2, 1, 2, ...) for `--rounds` rounds of `--repeats` timed steps each, so that a
-change in the machine's load hits both alike. This is done twice:
+(threadpoolctl). The two settings alternate for `--rounds` rounds, taking turns going
+first, each block a pause, untimed steps and `--repeats` timed steps
+(`minigan.bench.timing`), so that a change in the machine's load hits both alike; the
+median is over all timed steps of a setting. This is done twice:
 
 - quiet: the machine as it is;
 - busy: with a neighbour, a second Python process spinning on one core, which this
@@ -28,17 +29,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from minigan import get_backend
-from minigan.gan import GAN
+from minigan.bench.machine import describe, format_machine
+from minigan.bench.timing import alternate, timed_block
 from minigan.run.presets import PRESETS, build_gan
 
 # the shape of one real example per preset (flat for the MLPs, channels-last images for dcgan)
@@ -50,31 +51,21 @@ SWITCH_MARGIN = 1.20   # the quiet machine overrides the busy one above this spe
 TIE_MARGIN = 1.05      # below this ratio in both conditions the settings are even
 
 
-def time_steps(gan: GAN, real: np.ndarray | list[np.ndarray], threads: int, steps: int) -> list[float]:
-    """Milliseconds of each of `steps` training steps with BLAS limited to `threads`."""
-    times = []
-    with threadpool_limits(limits=threads, user_api="blas"):
-        for _ in range(steps):
-            start = time.perf_counter()
-            gan.train_step(real)
-            times.append((time.perf_counter() - start) * 1e3)
-    return times
-
-
 def measure(name: str, rounds: int, repeats: int, warmup: int = 5) -> dict[int, float]:
-    """Median step milliseconds of preset `name` per BLAS thread count, interleaved."""
+    """Median step milliseconds of preset `name` per BLAS thread count, the settings alternating."""
     preset = PRESETS[name]
     gan = build_gan(preset, DATA_SHAPES[name], get_backend("numpy", "float32", seed=0))
     rng = np.random.default_rng(0)
     batches = [rng.random((preset.batch_size, *DATA_SHAPES[name]), dtype=np.float32) for _ in range(gan.d_steps)]
     real = batches if gan.d_steps > 1 else batches[0]
-    for threads in THREADS:
-        time_steps(gan, real, threads, warmup)
-    times: dict[int, list[float]] = {threads: [] for threads in THREADS}
-    for _ in range(rounds):
-        for threads in THREADS:
-            times[threads] += time_steps(gan, real, threads, repeats)
-    return {threads: statistics.median(values) for threads, values in times.items()}
+
+    def block(_: str, threads: str) -> list[float]:
+        with threadpool_limits(limits=int(threads), user_api="blas"):
+            return timed_block(lambda: gan.train_step(real), repeats, warmup)
+
+    runs = alternate([name], [str(threads) for threads in THREADS], rounds, block)
+    return {threads: statistics.median(step for run in runs[name, str(threads)] for step in run.result)
+            for threads in THREADS}
 
 
 def start_neighbour() -> subprocess.Popen:
@@ -125,9 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args(argv)
 
-    blas = [(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info() if pool["user_api"] == "blas"]
-    print(f"BLAS: {blas}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
-          f"rounds {args.rounds}, repeats {args.repeats} (half for {sorted(EXPENSIVE)})")
+    print("; ".join(format_machine(describe(None, None))))
+    print(f"rounds {args.rounds}, repeats {args.repeats} (half for {sorted(EXPENSIVE)})")
     results: dict[str, dict] = {}
     for name in args.presets:
         repeats = max(1, args.repeats // 2) if name in EXPENSIVE else args.repeats

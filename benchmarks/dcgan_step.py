@@ -2,9 +2,10 @@
 PyTorch, float32 on the CPU, with as many threads on each side (`--threads`).
 
 For each batch size it prints one row: the median ms of a training step on each side
-(`--rounds` rounds alternating which side goes first; in each, after a 0.3 s pause and one
-untimed step, the median of `--repeats` steps; the row holds the median of those per-round
-medians and their min-max spread), the ratio torch ms / minigan ms (> 1: minigan is
+(`--rounds` rounds over all batch sizes, the sides taking turns going first; each timed
+block, after a 0.3 s pause and one untimed step, gives the median of `--repeats` steps:
+`minigan.bench.timing`), with the min-max spread over rounds and the medians of the rounds
+in which the side went first / second, the ratio torch ms / minigan ms (> 1: minigan is
 faster) and the share of minigan's step spent in its matrix products (the products alone
 at the same shapes). Then, unless `--no-layers`, forward and backward ms of every layer of
 G and D on both sides; last, the CPU and the BLAS each side uses. What is measured, and
@@ -17,17 +18,17 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import statistics
 import sys
 from typing import Any, Callable
 
-import numpy as np
-
 from minigan.bench.dcgan import MiniganDCGAN, TorchWorker
-from minigan.bench.machine import cpu_model, numpy_blas
+from minigan.bench.machine import OtherLoad, describe, format_machine
+from minigan.bench.timing import Run, Summary, alternate
 from minigan.files import atomic_write_json
 from minigan.run.threads import blas_threads
+
+SIDES = ("minigan", "torch")
 
 
 def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, threads: int = 2,
@@ -39,54 +40,58 @@ def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, thread
         {"steps": one row per batch, "layers": {batch: one row per layer}, "machine": notes}.
     """
     worker = TorchWorker(threads) if torch and importlib.util.find_spec("torch") is not None else None
-    results: dict[str, Any] = {"steps": [], "layers": {},
-                               "machine": machine_notes(threads, worker.hello if worker else None)}
+    sides = SIDES if worker else SIDES[:1]
+    results: dict[str, Any] = {"steps": [], "layers": {}}
+    others = OtherLoad()
     try:
         with blas_threads(threads):
+            models = {batch: MiniganDCGAN(batch) for batch in batches}
+            products: dict[int, list[float]] = {batch: [] for batch in batches}
+
+            def measure(batch: int, side: str) -> float:
+                if side == "torch":
+                    return worker.ask("step", batch, repeats)["ms"]
+                step_ms = models[batch].step_ms(repeats)
+                products[batch].append(models[batch].products_ms(repeats))
+                return step_ms
+
+            runs = alternate(batches, sides, rounds, measure,
+                             after_round=lambda index: progress(f"round {index + 1}/{rounds} done"))
             for batch in batches:
-                minigan = MiniganDCGAN(batch)
-                times: dict[str, list[float]] = {"minigan": [], "torch": [], "products": []}
-                for round_index in range(rounds):
-                    progress(f"batch {batch}: round {round_index + 1}/{rounds}")
-                    for side in ("minigan", "torch")[:: 1 if round_index % 2 == 0 else -1]:
-                        if side == "minigan":
-                            times["minigan"].append(minigan.step_ms(repeats))
-                            times["products"].append(minigan.products_ms(repeats))
-                        elif worker:
-                            times["torch"].append(worker.ask("step", batch, repeats)["ms"])
-                results["steps"].append(step_row(batch, times))
+                results["steps"].append(step_row(batch, {side: runs[batch, side] for side in sides},
+                                                 products[batch]))
                 if layers:
                     progress(f"batch {batch}: layers")
-                    rows = minigan.layer_ms(repeats)
+                    rows = models[batch].layer_ms(repeats)
                     if worker:
                         for row, theirs in zip(rows, worker.ask("layers", batch, repeats)["layers"]):
                             row.update({key: theirs[key] for key in ("torch_forward_ms", "torch_backward_ms")},
                                        torch_layer=theirs["layer"], torch_shapes=[theirs["shape_in"],
                                                                                   theirs["shape_out"]])
                     results["layers"][batch] = rows
+            hello = worker.hello if worker else None
+            if worker:  # closed first, so that its CPU time counts as ours, not as other processes'
+                worker.close()
+                worker = None
+            results["machine"] = describe(threads, hello, others)
     finally:
         if worker:
             worker.close()
     return results
 
 
-def step_row(batch: int, times: dict[str, list[float]]) -> dict[str, Any]:
-    """One batch size's row from its per-round medians."""
+def step_row(batch: int, runs: dict[str, list[Run]], products: list[float]) -> dict[str, Any]:
+    """One batch size's row from each side's rounds and minigan's products ms per round."""
     row: dict[str, Any] = {"batch": batch}
-    for side in ("minigan", "torch"):
-        values = times[side]
-        row[f"{side}_ms"] = statistics.median(values) if values else None
-        row[f"{side}_spread"] = [min(values), max(values)] if values else None
+    for side in SIDES:
+        summary = Summary.of_runs(runs[side]) if side in runs else None
+        row[f"{side}_ms"] = summary.median if summary else None
+        row[f"{side}_spread"] = [summary.low, summary.high] if summary else None
+        row[f"{side}_first_second"] = [summary.when_first, summary.when_second] if summary else None
     row["ratio"] = row["torch_ms"] / row["minigan_ms"] if row["torch_ms"] else None
-    row["products_ms"] = statistics.median(times["products"])
+    row["products_ms"] = statistics.median(products)
     row["products_share"] = row["products_ms"] / row["minigan_ms"]
     return row
-
-
-def machine_notes(threads: int, torch_hello: dict[str, Any] | None) -> dict[str, Any]:
-    """The CPU model and the BLAS each side uses."""
-    return {"cpu": cpu_model(), "threads": threads, "load_average": os.getloadavg()[0], "numpy": np.__version__,
-            "numpy_blas": numpy_blas(), "torch": torch_hello}
 
 
 def _ms(value: float | None, spread: list[float] | None = None) -> str:
@@ -95,14 +100,19 @@ def _ms(value: float | None, spread: list[float] | None = None) -> str:
     return f"{value:.2f}" + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
 
 
+def _first_second(values: list[float | None] | None) -> str:
+    return " / ".join(_ms(value) for value in values) if values else "n/a"
+
+
 def format_step_table(steps: list[dict[str, Any]]) -> str:
-    """batch | minigan ms (spread) | torch ms (spread) | ratio | products share."""
-    lines = ["| batch | minigan ms (spread) | torch ms (spread) | ratio torch/minigan | products share |",
-             "|---:|---:|---:|---:|---:|"]
+    """batch | each side's ms (spread) and ms going first / second | ratio | products share."""
+    lines = ["| batch | minigan ms (spread) | minigan first / second | torch ms (spread) | torch first / second "
+             "| ratio torch/minigan | products share |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for row in steps:
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] else "n/a"
         lines.append(f"| {row['batch']} | {_ms(row['minigan_ms'], row['minigan_spread'])} "
-                     f"| {_ms(row['torch_ms'], row['torch_spread'])} | {ratio} "
+                     f"| {_first_second(row['minigan_first_second'])} | {_ms(row['torch_ms'], row['torch_spread'])} "
+                     f"| {_first_second(row['torch_first_second'])} | {ratio} "
                      f"| {row['products_share']:.0%} ({row['products_ms']:.2f} ms) |")
     return "\n".join(lines)
 
@@ -117,16 +127,6 @@ def format_layer_table(rows: list[dict[str, Any]]) -> str:
                      f"| {_ms(row.get('torch_forward_ms'))} | {_ms(row['minigan_backward_ms'])} "
                      f"| {_ms(row.get('torch_backward_ms'))} |")
     return "\n".join(lines)
-
-
-def format_notes(machine: dict[str, Any]) -> str:
-    """The CPU, the load, the threads and each side's BLAS as a bullet list."""
-    torch = machine["torch"]
-    torch_line = (f"torch {torch['version']}, {torch['threads']} threads: {'; '.join(torch['config'])}" if torch
-                  else "torch: not run (not installed, or not asked for)")
-    return "\n".join([f"- CPU: {machine['cpu']}; load average {machine['load_average']:.2f} at the start "
-                      f"(other processes share the cores)", f"- threads per side: {machine['threads']}",
-                      f"- NumPy {machine['numpy']}, BLAS: {'; '.join(machine['numpy_blas'])}", f"- {torch_line}"])
 
 
 def positive(text: str) -> int:
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for batch, rows in results["layers"].items():
         print(f"\n## Layers at batch {batch} (backward: parameter and input gradients)\n")
         print(format_layer_table(rows))
-    print("\n" + format_notes(results["machine"]))
+    print("\n" + "\n".join(f"- {line}" for line in format_machine(results["machine"])))
     if args.json:
         atomic_write_json(args.json, {"arguments": vars(args), **results})
     return 0

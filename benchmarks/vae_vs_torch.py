@@ -11,9 +11,10 @@ initial parameters (weight = W.T); step s feeds both RealData batch s and the sa
 * test ELBO: mean over the 10,000 test images of log p(x|z) - KL (nats per example; minigan's
   `VAE.elbo`, one shared eps per image), and the relative difference (target: within 1%);
 * training wall time (batch and eps fetching included: the same work on both sides), samples/s;
-* timed samples/s: `--rounds` rounds alternating which side goes first, in each a 0.3 s
-  pause, one untimed step and `--block-steps` timed steps on prefetched batches; the median
-  over rounds (min-max spread) and the ratio minigan/torch (target >= 1.0).
+* timed samples/s: `--rounds` rounds, the sides taking turns going first, each block a 0.3 s
+  pause, one untimed step and `--block-steps` timed steps on prefetched batches
+  (`minigan.bench.timing`); the median over rounds (min-max spread; medians going first /
+  second) and the ratio minigan/torch (target >= 1.0).
 
 One process, `--threads` BLAS threads per side (threadpoolctl for NumPy, torch.set_num_threads).
 
@@ -26,8 +27,6 @@ import argparse
 import importlib.util
 import itertools
 import math
-import os
-import statistics
 import sys
 import time
 from typing import Any
@@ -35,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from minigan.backend import get_backend
-from minigan.bench.machine import cpu_model, numpy_blas
+from minigan.bench.machine import OtherLoad, describe, format_machine, torch_info
+from minigan.bench.timing import Summary, alternate, round_order, timed_block
 from minigan.data import DEFAULT_IDX_DIR
 from minigan.files import atomic_write_json
 from minigan.model import Sequential
@@ -46,7 +46,6 @@ from minigan.vae import VAE
 
 PRESET = PRESETS["vae"]
 SIDES = ("minigan", "torch")
-PAUSE_S = 0.3  # before each timed block: neither side starts on the other's busy threads
 
 
 def noise(seed: int, step: int, rows: int, latent_dim: int = PRESET.latent_dim) -> np.ndarray:
@@ -120,8 +119,7 @@ def train(sides: dict[str, Any], data: RealData, steps: int, seed: int, chunk: i
     """
     runs = {name: {"seconds": 0.0, "losses": []} for name in sides}
     for first in range(0, steps, chunk):
-        order = SIDES if (first // chunk) % 2 == 0 else SIDES[::-1]
-        for name in order:
+        for name in round_order(SIDES, first // chunk):
             side, run = sides[name], runs[name]
             start = time.perf_counter()
             for step in range(first, min(first + chunk, steps)):
@@ -131,20 +129,17 @@ def train(sides: dict[str, Any], data: RealData, steps: int, seed: int, chunk: i
 
 
 def timed_throughput(sides: dict[str, Any], data: RealData, seed: int, rounds: int, block_steps: int,
-                     distinct_batches: int = 8) -> dict[str, list[float]]:
-    """Samples/s of each side's timed blocks, one per round (module docstring)."""
+                     distinct_batches: int = 8) -> dict[str, Summary]:
+    """Each side's samples/s over its timed blocks, one per round (module docstring)."""
     batches = [(data.batch(i), noise(seed, i, data.batch_size)) for i in range(distinct_batches)]
-    rates: dict[str, list[float]] = {name: [] for name in sides}
-    for round_index in range(rounds):
-        for name in SIDES if round_index % 2 == 0 else SIDES[::-1]:
-            step = sides[name].train_step
-            time.sleep(PAUSE_S)
-            step(*batches[-1])
-            start = time.perf_counter()
-            for i in range(block_steps):
-                step(*batches[i % distinct_batches])
-            rates[name].append(block_steps * data.batch_size / (time.perf_counter() - start))
-    return rates
+
+    def measure(_: None, name: str) -> float:
+        feed = itertools.cycle(batches)
+        times_ms = timed_block(lambda: sides[name].train_step(*next(feed)), block_steps)
+        return block_steps * data.batch_size / (sum(times_ms) / 1000.0)
+
+    runs = alternate([None], SIDES, rounds, measure)
+    return {name: Summary.of_runs(runs[None, name]) for name in SIDES}
 
 
 def run_benchmark(epochs: float = 10, data_dir: str | None = None, threads: int = 1, seed: int = 0,
@@ -153,6 +148,7 @@ def run_benchmark(epochs: float = 10, data_dir: str | None = None, threads: int 
     import torch
 
     torch.set_num_threads(threads)
+    others = OtherLoad()
     data = RealData("idx", PRESET.batch_size, seed, data_dir)
     x_test = data.dataset.x_test                                      # (10000, 784) float32 in [0, 1]
     steps_per_epoch = math.ceil(len(data.dataset.x_train) / data.batch_size)
@@ -163,32 +159,20 @@ def run_benchmark(epochs: float = 10, data_dir: str | None = None, threads: int 
         eps_test = elbo_noise(seed, len(x_test))
         elbos = {name: float(np.mean(side.elbo(x_test, eps_test))) for name, side in sides.items()}
         rates = timed_throughput(sides, data, seed, rounds, block_steps)  # trains on: after the ELBO
-        machine = machine_notes(threads, torch)
+        machine = describe(threads, torch_info(torch), others)
     results: dict[str, Any] = {"steps": steps, "samples": steps * data.batch_size, "test_images": len(x_test),
                                "rounds": rounds, "block_steps": block_steps}
     for name, run in runs.items():
         results[name] = {"test_elbo": elbos[name],
                          "last_epoch_loss": float(np.mean(run["losses"][-steps_per_epoch:])),
                          "train_seconds": run["seconds"], "train_samples_per_s": results["samples"] / run["seconds"],
-                         "timed_samples_per_s": statistics.median(rates[name]), "timed_rounds": rates[name]}
+                         "timed_samples_per_s": rates[name].median, "timed": rates[name].as_dict()}
     ours, theirs = results["minigan"], results["torch"]
     results["elbo_relative_difference"] = abs(ours["test_elbo"] - theirs["test_elbo"]) / abs(theirs["test_elbo"])
     results["train_ratio"] = ours["train_samples_per_s"] / theirs["train_samples_per_s"]
     results["timed_ratio"] = ours["timed_samples_per_s"] / theirs["timed_samples_per_s"]
     results["machine"] = machine
     return results
-
-
-def machine_notes(threads: int, torch: Any) -> dict[str, Any]:
-    """The CPU, the load, and each side's BLAS: threadpoolctl's view of NumPy's (call it inside
-    the thread limit), the first lines of torch's build summary."""
-    summary = torch.__config__.show().splitlines()[1:]  # after "PyTorch built with:"
-    return {"cpu": cpu_model(), "threads": threads,
-            "load_average": os.getloadavg()[0], "numpy": np.__version__, "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "numpy_blas": numpy_blas(),
-            "torch_config": [line.strip(" -") for line in
-                             itertools.takewhile(lambda line: "Build settings" not in line, summary)]}
 
 
 def format_report(results: dict[str, Any]) -> str:
@@ -199,7 +183,10 @@ def format_report(results: dict[str, Any]) -> str:
         return f"| {label} | {ours[key]:{form}} | {theirs[key]:{form}} | {last} |"
 
     def timed(side: dict[str, Any]) -> str:
-        return f"{side['timed_samples_per_s']:,.0f} ({min(side['timed_rounds']):,.0f}-{max(side['timed_rounds']):,.0f})"
+        rate = side["timed"]
+        orders = " / ".join("n/a" if value is None else f"{value:,.0f}"
+                            for value in (rate["when_first"], rate["when_second"]))
+        return f"{rate['median']:,.0f} ({rate['low']:,.0f}-{rate['high']:,.0f}; {orders})"
 
     elbo_ok, speed_ok = results["elbo_relative_difference"] <= 0.01, results["timed_ratio"] >= 1.0
     return "\n".join([
@@ -210,14 +197,11 @@ def format_report(results: dict[str, Any]) -> str:
         row("training loss, last epoch mean", "last_epoch_loss", ".2f"),
         row("training wall time (s)", "train_seconds", ".1f"),
         row("training samples/s", "train_samples_per_s", ",.0f", f"{results['train_ratio']:.2f}x"),
-        f"| timed samples/s, median of {results['rounds']} x {results['block_steps']} steps (spread) "
+        f"| timed samples/s, median of {results['rounds']} x {results['block_steps']} steps (spread; first / second) "
         f"| {timed(ours)} | {timed(theirs)} | {results['timed_ratio']:.2f}x |\n",
         f"- ELBO within 1%: {'yes' if elbo_ok else 'NO'}; timed throughput minigan/torch >= 1.0: "
         f"{'yes' if speed_ok else 'NO'}",
-        f"- CPU: {machine['cpu']}; load average {machine['load_average']:.2f} at the end (the cores are shared)",
-        f"- threads per side: {machine['threads']} (torch.get_num_threads() = {machine['torch_threads']})",
-        f"- NumPy {machine['numpy']}, BLAS: {'; '.join(machine['numpy_blas'])}",
-        f"- torch {machine['torch']}: {'; '.join(machine['torch_config'])}"])
+        *(f"- {line}" for line in format_machine(machine))])
 
 
 def main(argv: list[str] | None = None) -> int:

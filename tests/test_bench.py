@@ -2,12 +2,13 @@
 rows only when PyTorch is installed, the CLI, JSON and plot output. No timing assertions."""
 import json
 import sys
-import time
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from minigan.bench import report as bench_report, step as bench
+from minigan.bench.phases import PHASES
 from minigan.run.cli import main
 
 HAS_TORCH = bench.importlib.util.find_spec("torch") is not None
@@ -38,6 +39,8 @@ def test_grid_has_one_row_per_cell_and_backend():
     for r in results:
         assert r.ms_per_step > 0 and r.roofline_ms > 0 and r.peak_mb > 0
         assert r.samples_per_s == pytest.approx(r.batch * r.steps_per_s)
+        assert r.ms_low <= r.ms_per_step <= r.ms_high and r.ms_first is not None and r.ms_second is None
+        assert set(r.phases) == {*PHASES, "step"}
     assert notes == []
 
 
@@ -51,8 +54,12 @@ def test_cupy_rows_say_why_they_are_absent(monkeypatch):
 def test_torch_rows_only_when_torch_is_installed(monkeypatch):
     if HAS_TORCH:
         loaded_before = "torch" in sys.modules  # other test modules may have imported it
-        results, notes = bench.run_grid([4], [3], ["numpy"], torch=True, repeats=1, warmup=0)
+        with threadpool_limits(limits=1, user_api="blas"):
+            results, notes = bench.run_grid([4], [3], ["numpy"], torch=True, repeats=1, warmup=0, rounds=2)
         assert {(r.implementation, r.device) for r in results} >= {("minigan", "cpu"), ("torch", "cpu")}
+        assert any(note.startswith("torch 2.") and " 1 thread(s): " in note for note in notes)  # NumPy's count
+        for r in results:  # two rounds: each side went first once
+            assert r.ms_first is not None and r.ms_second is not None
         assert "vs torch CPU" in bench_report.format_table(results) and "x |" in bench_report.format_table(results)
         assert loaded_before or "torch" not in sys.modules  # the reference ran in a child process
     monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: None)
@@ -62,12 +69,31 @@ def test_torch_rows_only_when_torch_is_installed(monkeypatch):
 
 
 def test_table_lists_every_row():
-    rows = [bench.BenchResult("minigan", "cpu", 64, 256, 2.0, 1.5, 10.0),
+    rows = [bench.BenchResult("minigan", "cpu", 64, 256, 2.0, 1.5, 10.0, ms_low=1.9, ms_high=2.5, ms_first=2.1,
+                              ms_second=1.95),
             bench.BenchResult("torch", "cpu", 64, 256, 4.0, 1.0, None)]
     table = bench_report.format_table(rows).splitlines()
     assert len(table) == 4
-    assert "| minigan | cpu | 64 | 256 | 2.000 | 500.0 | 32000 | 10.0 | 1.500 | 75% | 2.00x |" in table
-    assert "| n/a |" in table[3]
+    assert ("| minigan | cpu | 64 | 256 | 2.000 | 1.900-2.500 | 2.100 / 1.950 | 500.0 | 32000 | 10.0 | 1.500 "
+            "| 75% | 2.00x |") in table
+    assert "| n/a-n/a | n/a / n/a |" in table[3] and "| n/a |" in table[3]
+
+
+def test_rows_summarise_the_rounds_by_order():
+    runs = [bench.Run((3.0, 1.0), True, 0), bench.Run((5.0, 1.2), False, 1), bench.Run((4.0, 0.8), True, 2)]
+    row = bench.BenchResult.from_runs("minigan", "cpu", 8, 3, runs, 1.0, "numpy")
+    assert (row.ms_per_step, row.ms_low, row.ms_high, row.ms_first, row.ms_second) == (4.0, 3.0, 5.0, 3.5, 5.0)
+    assert row.roofline_ms == 1.0
+
+
+def test_phase_table_has_one_row_per_profiled_cell():
+    phases = {phase: 0.5 for phase in PHASES} | {"step": 5.0}
+    rows = [bench.BenchResult("minigan", "cpu", 64, 256, 5.0, 2.0, None, phases=phases),
+            bench.BenchResult("torch", "cpu", 64, 256, 6.0, 2.0, None)]
+    table = bench_report.format_phase_table(rows).splitlines()
+    assert len(table) == 3 and all(phase in table[0] for phase in PHASES)
+    assert table[2] == "| cpu | 64 | 256 | " + " | ".join(["0.500 (10%)"] * len(PHASES)) + " | 5.000 |"
+    assert bench_report.format_phase_table(rows[1:]) == ""
 
 
 def test_cli_bench_writes_json_and_plot(tmp_path, capsys):
@@ -113,23 +139,6 @@ def test_no_float64_in_a_float32_step():
         [(owner, name, value.dtype) for owner, name, value in arrays if value.dtype != np.float32]
 
 
-def test_warm_up_runs_at_least_the_asked_calls_and_time():
-    calls = []
-
-    def slow():
-        calls.append(1)
-        time.sleep(0.01)
-
-    bench.median_ms(slow, lambda: None, repeats=3, warmup=2)
-    assert len(calls) == 2 + 3
-    calls.clear()
-    bench.median_ms(slow, lambda: None, repeats=3, warmup=2, warmup_s=0.1)
-    assert len(calls) >= 10 + 3  # 0.1 s of 0.01 s calls before the timed ones
-    calls.clear()
-    bench.median_ms(slow, lambda: None, repeats=3, warmup=0, warmup_s=0.1)
-    assert len(calls) == 3  # no warm-up asked for: none
-
-
 def test_scaling_plot_pairs_minigan_and_torch_by_colour(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr("minigan.plots.save_line_plot",
@@ -144,3 +153,28 @@ def test_scaling_plot_pairs_minigan_and_torch_by_colour(tmp_path, monkeypatch):
         assert mine["color"] == theirs["color"] and (mine["linestyle"], theirs["linestyle"]) == ("-", "--")
     assert styles["minigan cpu, hidden 256"]["color"] != styles["minigan cpu, hidden 1024"]["color"]
     assert seen["series"]["torch cpu, hidden 256"] == ([64, 256], [1000.0, 1000.0])
+
+
+def test_other_load_is_the_cpu_time_this_process_did_not_use(monkeypatch):
+    from minigan.bench import machine
+    readings = iter([(100.0, 1000.0), (130.0, 1100.0), None])  # (busy s, all CPU s) from /proc/stat
+    own = iter([5.0, 15.0, 15.0])
+    monkeypatch.setattr(machine, "_cpu_seconds", lambda: next(readings))
+    monkeypatch.setattr(machine, "_own_seconds", lambda: next(own))
+    others = machine.OtherLoad()
+    assert others.share() == pytest.approx(0.2)  # 30 busy seconds, 10 of them ours, over 100
+    assert others.share() is None  # no /proc/stat
+
+
+def test_torch_blas_lines_name_the_libraries_only():
+    from types import SimpleNamespace
+
+    from minigan.bench import machine
+    summary = ("PyTorch built with:\n  - GCC 13.3\n  - Intel(R) oneAPI Math Kernel Library Version 2024.2\n"
+               "  - Intel(R) MKL-DNN v3.12.0\n  - OpenMP 201511\n  - CPU capability usage: AVX512\n"
+               "  - Build settings: BLAS_INFO=mkl, BUILD_TYPE=Release, CXX_FLAGS= -O2\n")
+    torch = SimpleNamespace(__config__=SimpleNamespace(show=lambda: summary), __version__="2.13.0",
+                            get_num_threads=lambda: 2)
+    assert machine.torch_blas(torch) == ["Intel(R) oneAPI Math Kernel Library Version 2024.2", "Intel(R) MKL-DNN v3.12.0",
+                                         "OpenMP 201511", "CPU capability usage: AVX512", "BLAS_INFO=mkl"]
+    assert machine.torch_line(machine.torch_info(torch)).startswith("torch 2.13.0, 2 thread(s): Intel(R) oneAPI")

@@ -52,7 +52,9 @@ def test_minigan_tables_and_json(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert status == 0
     step_rows = [line for line in out if line.startswith("| 2 |")]
-    assert len(step_rows) == 1 and "| n/a | n/a |" in step_rows[0]  # torch ms and the ratio
+    assert len(step_rows) == 1
+    cells = [cell.strip() for cell in step_rows[0].strip("|").split("|")]
+    assert cells[2].endswith(" / n/a") and cells[3:6] == ["n/a"] * 3  # one round: minigan only went first; no torch
     layer_rows = [line.split(" | ")[:2] for line in out if line.startswith(("| G |", "| D |"))]
     assert layer_rows == [["| G", f"{i} {name}"] for i, name in enumerate(G_LAYERS)] + \
         [["| D", f"{i} {name}"] for i, name in enumerate(D_LAYERS)]
@@ -73,6 +75,7 @@ def test_torch_rows_come_from_the_child_process():
     for side in ("minigan", "torch"):
         low, high = step[f"{side}_spread"]
         assert 0 < low <= step[f"{side}_ms"] <= high
+        assert all(low <= value <= high for value in step[f"{side}_first_second"])  # two rounds: each went first once
     assert step["ratio"] == pytest.approx(step["torch_ms"] / step["minigan_ms"])
     rows = results["layers"][2]
     assert [row["torch_layer"].split()[0] for row in rows] == [str(i) for i in range(9)] + [str(i) for i in range(7)]

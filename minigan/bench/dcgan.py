@@ -5,9 +5,10 @@ What it measures, per batch size B:
 - the step: median ms of one `GAN.train_step(real)` (real in [-1, 1], (B, 28, 28, 1)) and
   of pytorch/examples' dcgan step (fake = G(z); D on real and on fake.detach() in two
   passes; D step; G step through the updated D on the same fake; PyTorch computes D's
-  parameter gradients in that G step too, as the example does). Before every timed block
-  of either side: a 0.3 s pause (the other side's BLAS / OpenMP threads stop spinning) and
-  one untimed step (`step_ms` on each side; benchmarks/dcgan_step.py runs the rounds).
+  parameter gradients in that G step too, as the example does). Every timed block of either
+  side is a fair one (`minigan.bench.timing.timed_block`: a pause, in which the other side's
+  BLAS / OpenMP threads stop spinning, and one untimed step first); benchmarks/dcgan_step.py
+  runs the rounds, the sides taking turns going first (`minigan.bench.timing.alternate`).
 - products: the step's matrix products alone (`step_products`), timed at the same shapes
   on NumPy; products_ms / step_ms is the share of the step spent in BLAS.
 - layers: forward and backward ms of every layer of G and D at batch B (BatchNorm in
@@ -35,11 +36,10 @@ from ..conv import Conv2d, ConvTranspose2d
 from ..gan import GAN
 from ..layers import Dense
 from ..run.presets import PRESETS, build_gan
-from .step import median_ms
+from .machine import torch_info
+from .timing import PAUSE_S, median_ms, timed_block
 
 IMAGE = (28, 28, 1)  # (H, W, C), channels last
-PAUSE_S = 0.3        # idle time before every timed block
-BLAS_WORDS = ("Math Kernel", "MKL-DNN", "oneDNN", "OpenMP", "BLAS", "CPU capability")  # torch's config lines to report
 
 
 def forward_backward_ms(prepare: Callable[[], Any], forward: Callable[[Any], Any],
@@ -138,9 +138,8 @@ class MiniganDCGAN:
         self.batch = batch
 
     def step_ms(self, repeats: int) -> float:
-        """Pause, one untimed step, then the median ms of `repeats` steps."""
-        time.sleep(PAUSE_S)
-        return median_ms(lambda: self.gan.train_step(self.real), lambda: None, repeats, warmup=1)
+        """One fair timed block (a pause, one untimed step): the median ms of `repeats` steps."""
+        return statistics.median(timed_block(lambda: self.gan.train_step(self.real), repeats))
 
     def products_ms(self, repeats: int) -> float:
         """The summed median ms of this step's matrix products alone (`step_products`)."""
@@ -214,9 +213,8 @@ class TorchDCGAN:
         return (loss_real + loss_fake).item(), g_loss.item()
 
     def step_ms(self, repeats: int) -> float:
-        """Pause, one untimed step, then the median ms of `repeats` steps."""
-        time.sleep(PAUSE_S)
-        return median_ms(self.train_step, lambda: None, repeats, warmup=1)
+        """One fair timed block (a pause, one untimed step): the median ms of `repeats` steps."""
+        return statistics.median(timed_block(self.train_step, repeats))
 
     def layer_ms(self, repeats: int) -> list[dict[str, Any]]:
         """Forward and backward ms of every module of G, then of D (training mode); inputs
@@ -250,10 +248,7 @@ def worker_main(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    config = [line.strip(" -") for line in torch.__config__.show().splitlines()
-              if len(line) < 120 and any(word in line for word in BLAS_WORDS)]
-    print(json.dumps({"version": torch.__version__, "threads": torch.get_num_threads(), "config": config}),
-          flush=True)
+    print(json.dumps(torch_info(torch)), flush=True)
     models: dict[int, TorchDCGAN] = {}
     for line in sys.stdin:
         request = json.loads(line)

@@ -2,11 +2,14 @@
 
 For each (batch size, hidden width) cell on the `seed` preset's shape
 (G 100 -> H ReLU -> 784 sigmoid, D 784 -> H ReLU -> 1, Adam), it measures the median
-milliseconds of `GAN.train_step` (float32) after warm-up, and the *roofline*: the time the
-step's matrix products alone take at the same shapes on the same backend, in the same
-run. The roofline share (products / step) says how much of the step is spent outside
-BLAS. The PyTorch reference (`minigan.bench.torch_reference`) runs only when asked for, in a child process.
-The table, the plot and `minigan bench` itself are in `minigan.bench.report`.
+milliseconds of `GAN.train_step` (float32) and the *roofline*: the time the step's matrix
+products alone take at the same shapes on the same backend, in the same run. The roofline
+share (products / step) says how much of the step is spent outside BLAS. Timing is fair
+(`minigan.bench.timing`): each side's timed block follows a pause and untimed steps, and the
+sides take turns going first. The PyTorch reference (`minigan.bench.torch_reference`) runs
+only when asked for, in a child process, with as many threads as NumPy's BLAS has. After the
+grid, each minigan cell's step is profiled per phase (`minigan.bench.phases`). The table,
+the plot and `minigan bench` itself are in `minigan.bench.report`.
 """
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 import tracemalloc
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
@@ -25,22 +27,30 @@ import numpy as np
 from ..backend import Backend, BackendUnavailableError, get_backend
 from ..run.presets import PRESETS, build_gan
 from ..run.progress import progress_bar
+from .machine import numpy_blas_threads, torch_line
+from .phases import phase_profile
+from .timing import Run, Summary, alternate, median_ms, timed_block
 
 LATENT, FEATURES = 100, 784
 
 
 @dataclass
 class BenchResult:
-    """One row of the table."""
+    """One row of the table: the medians over rounds, with the spread of the step's time."""
 
     implementation: str     # "minigan" or "torch"
     device: str             # "cpu" or "cuda"
     batch: int
     hidden: int
-    ms_per_step: float      # median over repeats
+    ms_per_step: float      # median over rounds of each round's median step
     roofline_ms: float      # the step's matrix products alone, same shapes and device
     peak_mb: float | None   # memory held by the step: state plus per-step temporaries
     note: str = ""
+    ms_low: float | None = None     # fastest and slowest round
+    ms_high: float | None = None
+    ms_first: float | None = None   # median of the rounds in which this side went first
+    ms_second: float | None = None  # ... and in which it did not
+    phases: dict[str, float] | None = None  # minigan: median ms per phase (`minigan.bench.phases`)
 
     @property
     def steps_per_s(self) -> float:
@@ -57,6 +67,15 @@ class BenchResult:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "steps_per_s": self.steps_per_s, "samples_per_s": self.samples_per_s,
                 "roofline_share": self.roofline_share}
+
+    @classmethod
+    def from_runs(cls, implementation: str, device: str, batch: int, hidden: int, runs: list[Run],
+                  peak_mb: float | None, note: str) -> "BenchResult":
+        """The row of one side of one cell; each run's result is (step ms, roofline ms)."""
+        step = Summary.of_runs(runs, lambda result: result[0])
+        roofline = Summary.of_runs(runs, lambda result: result[1])
+        return cls(implementation, device, batch, hidden, step.median, roofline.median, peak_mb, note,
+                   step.low, step.high, step.when_first, step.when_second)
 
 
 def step_products(batch: int, hidden: int) -> list[tuple[tuple[int, int], tuple[int, int], bool, bool, int]]:
@@ -84,22 +103,11 @@ def step_products(batch: int, hidden: int) -> list[tuple[tuple[int, int], tuple[
 STEP_WARMUP_S = 0.2  # the least warm-up time of a training step: caches and allocator settle
 
 
-def median_ms(fn: Callable[[], Any], synchronize: Callable[[], None], repeats: int, warmup: int,
-              warmup_s: float = 0.0) -> float:
-    """Median wall-clock milliseconds of fn() over `repeats` calls after at least `warmup`
-    calls and `warmup_s` seconds of them, synchronizing the device around every timed call."""
-    start, calls = time.perf_counter(), 0
-    while calls < warmup or (calls and time.perf_counter() - start < warmup_s):
-        fn()
-        synchronize()
-        calls += 1
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(times)
+def step_block_ms(step: Callable[[], Any], synchronize: Callable[[], None], repeats: int, warmup: int) -> float:
+    """One fair timed block of a training step (either side): a pause, `warmup` untimed steps
+    (at least STEP_WARMUP_S seconds of them), then the median ms of `repeats` steps."""
+    return statistics.median(timed_block(step, repeats, warmup, synchronize=synchronize,
+                                         untimed_s=STEP_WARMUP_S))
 
 
 def roofline_ms(xp: Any, dtype: Any, batch: int, hidden: int, synchronize: Callable[[], None],
@@ -139,11 +147,14 @@ class MiniganCell:
     def measure(self, repeats: int, warmup: int) -> tuple[float, float]:
         """(median ms per step, roofline ms) of one round."""
         backend = self.backend
-        step_ms = median_ms(lambda: self.gan.train_step(self.real), backend.synchronize, repeats, warmup,
-                            STEP_WARMUP_S)
+        step_ms = step_block_ms(lambda: self.gan.train_step(self.real), backend.synchronize, repeats, warmup)
         products_ms = roofline_ms(backend.xp, backend.dtype, self.batch, self.hidden,
                                   backend.synchronize, repeats, warmup)
         return step_ms, products_ms
+
+    def phases(self, repeats: int, warmup: int) -> dict[str, float]:
+        """Median ms per phase of the step (`minigan.bench.phases.phase_profile`)."""
+        return phase_profile(self.gan, self.real, repeats, max(1, warmup), self.backend.synchronize)
 
 
 def _peak_mb(gan: Any, real: Any, backend: Backend) -> float | None:
@@ -180,71 +191,89 @@ def run_grid(batches: list[int], hiddens: list[int], backends: list[str], torch:
              progress: bool = False) -> tuple[list[BenchResult], list[str]]:
     """Benchmarks every cell for every usable backend (and PyTorch if asked and installed).
 
-    The grid is measured `rounds` times, minigan and PyTorch alternating cell by cell, and
-    each row reports the median over rounds of the per-round medians, so a slow spell of
-    a shared machine hits both implementations rather than one.
+    The grid is measured `rounds` times; in each round every cell runs its sides (minigan per
+    backend, PyTorch per device) in turn, the side that goes first changing from round to
+    round, each timed block after a pause and untimed steps (`minigan.bench.timing`). A row
+    holds the median over rounds of the per-round medians, the spread, and the medians by
+    order. Then every minigan cell is profiled per phase (`BenchResult.phases`).
 
     Returns:
-        (results, notes): the rows, and one line per backend or reference that was skipped.
+        (results, notes): the rows; one line per backend or reference that was skipped, and
+        one with the PyTorch reference's version, threads and BLAS.
     """
     usable, notes = available_devices(backends)
     worker = None
     if torch:
-        worker, torch_notes = TorchWorker.start()
+        worker, torch_notes = TorchWorker.start(numpy_blas_threads())
         notes += torch_notes
-    keys = [(implementation, where, batch, hidden) for batch in batches for hidden in hiddens
-            for implementation, places in (("minigan", usable), ("torch", worker.devices if worker else []))
-            for where in places]
+        if worker and "torch" in worker.hello:
+            notes.append(torch_line(worker.hello["torch"]))
+    sides = [("minigan", name) for name in usable] + [("torch", device) for device in (worker.devices if worker else [])]
+    cells = [(batch, hidden) for batch in batches for hidden in hiddens]
     minigan_cells: dict[tuple, MiniganCell] = {}  # built on first use, kept for later rounds
-    rows: dict[tuple, list[tuple[float, float]]] = {key: [] for key in keys}
     last_torch_reply: dict[tuple, dict[str, Any]] = {}
-    for _ in progress_bar(range(rounds), enabled=progress, unit="round", leave=False):
-        for key in keys:
-            implementation, where, batch, hidden = key
-            if implementation == "minigan":
-                if key not in minigan_cells:
-                    minigan_cells[key] = MiniganCell(where, batch, hidden)
-                rows[key].append(minigan_cells[key].measure(repeats, warmup))
-            else:
-                reply = last_torch_reply[key] = worker.measure(where, batch, hidden, repeats, warmup)
-                rows[key].append((reply["ms_per_step"], reply["roofline_ms"]))
-    if worker:
-        worker.close()
-    results = []
-    for key, measured in rows.items():
-        implementation, where, batch, hidden = key
-        step_ms = statistics.median(step for step, _ in measured)
-        products_ms = statistics.median(products for _, products in measured)
+    bar = progress_bar(total=rounds, enabled=progress, unit="round", leave=False)
+
+    def advance(round_index: int) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    def measure(cell: tuple[int, int], side: str) -> tuple[float, float]:
+        implementation, where = side.split(" ")
+        batch, hidden = cell
         if implementation == "minigan":
-            results.append(BenchResult("minigan", "cpu" if where == "numpy" else "cuda", batch, hidden,
-                                       step_ms, products_ms, minigan_cells[key].peak_mb, note=where))
-        else:
-            reply = last_torch_reply[key]
-            results.append(BenchResult("torch", where, batch, hidden, step_ms, products_ms,
-                                       reply["peak_mb"], note=reply["note"]))
+            if (where, batch, hidden) not in minigan_cells:
+                minigan_cells[where, batch, hidden] = MiniganCell(where, batch, hidden)
+            return minigan_cells[where, batch, hidden].measure(repeats, warmup)
+        reply = last_torch_reply[where, batch, hidden] = worker.measure(where, batch, hidden, repeats, warmup)
+        return reply["ms_per_step"], reply["roofline_ms"]
+
+    try:
+        runs = alternate(cells, [" ".join(side) for side in sides], rounds, measure,
+                         after_round=advance)
+    finally:
+        if bar is not None:
+            bar.close()
+        if worker:
+            worker.close()
+    results = []
+    for batch, hidden in cells:
+        for implementation, where in sides:
+            side_runs = runs[(batch, hidden), f"{implementation} {where}"]
+            if implementation == "minigan":
+                cell = minigan_cells[where, batch, hidden]
+                results.append(BenchResult.from_runs("minigan", "cpu" if where == "numpy" else "cuda", batch,
+                                                     hidden, side_runs, cell.peak_mb, where))
+                results[-1].phases = cell.phases(repeats, warmup)
+            else:
+                reply = last_torch_reply[where, batch, hidden]
+                results.append(BenchResult.from_runs("torch", where, batch, hidden, side_runs,
+                                                     reply["peak_mb"], reply["note"]))
     return results, notes
 
 
 class TorchWorker:
     """The PyTorch reference in a child process (`python -m minigan.bench.torch_reference`), so that
-    PyTorch's threads never run while minigan is timed; one JSON request and reply a line."""
+    PyTorch's threads never run while minigan is timed; one JSON request and reply a line.
+    `hello` holds what it reported at start: devices, notes, version, threads, BLAS."""
 
-    def __init__(self, process: subprocess.Popen, devices: list[str]):
-        self.process, self.devices = process, devices
+    def __init__(self, process: subprocess.Popen, hello: dict[str, Any]):
+        self.process, self.hello, self.devices = process, hello, hello["devices"]
 
     @classmethod
-    def start(cls) -> tuple["TorchWorker | None", list[str]]:
-        """Starts the worker; (None, [why]) when PyTorch is not installed or fails to start."""
+    def start(cls, threads: int) -> tuple["TorchWorker | None", list[str]]:
+        """Starts the worker with `threads` CPU threads; (None, [why]) when PyTorch is not
+        installed or fails to start."""
         if importlib.util.find_spec("torch") is None:
             return None, ["torch: skipped (not installed; pip install torch==2.13.0 for the CPU build)"]
-        process = subprocess.Popen([sys.executable, "-m", "minigan.bench.torch_reference"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen([sys.executable, "-m", "minigan.bench.torch_reference", "--threads", str(threads)],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         hello = process.stdout.readline()
         if not hello:
             last_line = (process.stderr.read().strip().splitlines() or ["no output"])[-1]
             return None, [f"torch: failed ({last_line})"]
         hello = json.loads(hello)
-        return cls(process, hello["devices"]), hello["notes"]
+        return cls(process, hello), hello["notes"]
 
     def measure(self, device: str, batch: int, hidden: int, repeats: int, warmup: int) -> dict[str, Any]:
         """One round of one cell: ms_per_step, roofline_ms, peak_mb, note."""
@@ -259,5 +288,3 @@ class TorchWorker:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=60)
-
-

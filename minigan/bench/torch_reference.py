@@ -1,22 +1,27 @@
 """The PyTorch reference of the benchmark: the same networks and the same step semantics.
 
 Run only when the benchmark is asked for the reference (`minigan bench --torch`), and
-then as a child process (`python -m minigan.bench.torch_reference`) that answers one JSON request
-per line, so that PyTorch's threads never compete with NumPy's BLAS threads while minigan
-is being timed; minigan itself never needs PyTorch. The step follows DESIGN.md: one noise batch, D
-updated on real + fake (fake detached), then G updated through the *updated* D, with
-D's parameters frozen so no D parameter gradients are computed in the G step; the
-same four statistics are read back each step, as `GAN.train_step` does.
+then as a child process (`python -m minigan.bench.torch_reference --threads N`, N being
+NumPy's BLAS threads) that answers one JSON request per line, so that PyTorch's threads
+never compete with NumPy's BLAS threads while minigan is being timed; minigan itself never
+needs PyTorch. Each request is one fair timed block (`minigan.bench.step.step_block_ms`:
+a pause, untimed steps, the timed steps), then the products alone. The step follows
+DESIGN.md: one noise batch, D updated on real + fake (fake detached), then G updated
+through the *updated* D, with D's parameters frozen so no D parameter gradients are
+computed in the G step; the same four statistics are read back each step, as
+`GAN.train_step` does.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
 
 import numpy as np
 
-from .step import FEATURES, LATENT, STEP_WARMUP_S, median_ms, roofline_ms
+from .machine import torch_info
+from .step import FEATURES, LATENT, roofline_ms, step_block_ms
 
 
 def _torch() -> Any:
@@ -101,7 +106,7 @@ def bench_torch(gan: TorchGAN, batch: int, repeats: int, warmup: int) -> dict[st
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     real = torch.as_tensor(np.random.default_rng(1).random((batch, FEATURES), dtype=np.float32),
                            device=device)
-    step_ms = median_ms(lambda: gan.train_step(real), synchronize, repeats, warmup, STEP_WARMUP_S)
+    step_ms = step_block_ms(lambda: gan.train_step(real), synchronize, repeats, warmup)
     hidden = gan.G[0].out_features
     products_ms = roofline_ms(_TorchModule(torch, device), np.float32, batch, hidden, synchronize,
                               repeats, warmup)
@@ -114,10 +119,16 @@ def bench_torch(gan: TorchGAN, batch: int, repeats: int, warmup: int) -> dict[st
             "note": f"torch {torch.__version__}, {torch.get_num_threads()} threads"}
 
 
-def main() -> None:
-    """Worker loop: announces the devices, then answers one JSON request per stdin line."""
+def main(threads: int) -> None:
+    """Worker loop: announces the devices (and, with PyTorch, its version, CPU threads and BLAS),
+    then answers one JSON request per stdin line."""
     devices, notes = available_devices()
-    print(json.dumps({"devices": devices, "notes": notes}), flush=True)
+    hello: dict[str, Any] = {"devices": devices, "notes": notes}
+    if devices:
+        torch = _torch()
+        torch.set_num_threads(threads)
+        hello["torch"] = torch_info(torch)
+    print(json.dumps(hello), flush=True)
     gans: dict[tuple[str, int], TorchGAN] = {}
     for line in sys.stdin:
         request = json.loads(line)
@@ -129,4 +140,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description="The PyTorch reference worker of `minigan bench --torch`.")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (NumPy's BLAS threads)")
+    main(parser.parse_args().threads)
