@@ -33,11 +33,11 @@ from ..distributed import DataParallel, find_mpirun, world
 from ..run.presets import PRESETS, build_model
 from ..run.threads import blas_threads
 from .machine import cpu_model, numpy_blas
+from .timing import PAUSE_S
 
 # The presets it can time, with the shape of one example of their data set.
 SHAPES = {"ring8": (2,), "digits": (64,), "seed": (784,), "idx": (784,), "vae": (784,), "dcgan": (28, 28, 1)}
 LOOPBACK = "--oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo"
-PAUSE_S = 0.3
 
 
 def worker(preset_name: str, global_batch: int, threads: int, warmup: int, steps: int, blocks: int,
