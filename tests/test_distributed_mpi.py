@@ -188,9 +188,14 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_saves_the_current_step(tmp_
     run = tmp_path / "run"
     process = start([sys.executable, "-m", "minigan", "launch", "-n", "2", "--mpirun-args", " ".join(LOOPBACK),
                      "train", "--data", "digits", "--steps", "1000000", "--out", str(run), "--no-progress",
-                     "--checkpoint-every", "1000000"])
-    _rank_pid(process, 1)
-    time.sleep(3)  # a few hundred steps
+                     "--checkpoint-every", "100"])
+    deadline = time.monotonic() + 60
+    while not (run / "checkpoint.npz").exists():  # the loop runs: its stop handlers are in place
+        if time.monotonic() > deadline or process.poll() is not None:
+            finish(process, timeout=15)
+            pytest.fail("the run wrote no checkpoint within 60 s")
+        time.sleep(0.1)
+    time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     status, _, err = finish(process, timeout=60)
     assert status == 130, err
