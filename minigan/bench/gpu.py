@@ -24,7 +24,7 @@ from ..run.presets import PRESETS, build_gan
 from .dcgan import IMAGE
 from .dcgan import step_products as dcgan_products
 from .machine import cpu_model, numpy_blas
-from .step import FEATURES, STEP_WARMUP_S, median_ms, seed_shaped_gan
+from .step import FEATURES, STEP_WARMUP_S, StepRate, median_ms, seed_shaped_gan
 from .step import step_products as mlp_products
 
 # Peak FP32 (non-tensor-core) TFLOP/s from the vendor's data sheets; the first name that is
@@ -80,7 +80,7 @@ def dcgan_case(backend: Backend, batch: int) -> tuple[Any, Any, int]:
 
 
 @dataclass
-class Row:
+class Row(StepRate):
     """One cell of the table: one model, batch size and backend."""
 
     model: str                  # "mlp" or "dcgan"
@@ -90,14 +90,6 @@ class Row:
     ms_per_step: float          # median over the repeats
     flops_per_step: int         # the step's matrix products
     peak_tflops: float | None   # the device's FP32 peak (None: the CPU, or an unknown GPU)
-
-    @property
-    def steps_per_s(self) -> float:
-        return 1000.0 / self.ms_per_step
-
-    @property
-    def samples_per_s(self) -> float:
-        return self.batch * self.steps_per_s
 
     @property
     def tflops(self) -> float:

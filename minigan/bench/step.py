@@ -34,8 +34,23 @@ from .timing import Run, Summary, alternate, median_ms, timed_block
 LATENT, FEATURES = 100, 784
 
 
+class StepRate:
+    """steps/s and samples/s of a timed result with `batch` rows and `ms_per_step` (median ms)."""
+
+    batch: int
+    ms_per_step: float
+
+    @property
+    def steps_per_s(self) -> float:
+        return 1000.0 / self.ms_per_step
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.batch * self.steps_per_s
+
+
 @dataclass
-class BenchResult:
+class BenchResult(StepRate):
     """One row of the table: the medians over rounds, with the spread of the step's time."""
 
     implementation: str     # "minigan" or "torch"
@@ -51,14 +66,6 @@ class BenchResult:
     ms_first: float | None = None   # median of the rounds in which this side went first
     ms_second: float | None = None  # ... and in which it did not
     phases: dict[str, float] | None = None  # minigan: median ms per phase (`minigan.bench.phases`)
-
-    @property
-    def steps_per_s(self) -> float:
-        return 1000.0 / self.ms_per_step
-
-    @property
-    def samples_per_s(self) -> float:
-        return self.batch * self.steps_per_s
 
     @property
     def roofline_share(self) -> float:
