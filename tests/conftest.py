@@ -2,7 +2,9 @@
 the strict CuPy stand-in of tests/strict_cupy.py, and cupy with a CUDA device), and
 the Hypothesis profiles ("ci" is deterministic and is selected by $CI or
 $HYPOTHESIS_PROFILE)."""
+import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +75,17 @@ def layer_stacks(draw):
 
 
 # ---------------------------------------------------------------- checkpoints
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark_script(name):
+    """The module of benchmarks/<name>.py, loaded from its file (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
 
 
 def assert_same_checkpoint_arrays(first_dir, second_dir):

@@ -1,25 +1,21 @@
 """The DCGAN step benchmark at batch 2: its product list against the layers' sizes, the
 tables and JSON minigan-only, and the PyTorch rows from the child process when PyTorch
 is installed. Structure only: no assertion on speeds."""
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 from minigan.bench.dcgan import MiniganDCGAN, step_products
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "dcgan_step.py"
+from conftest import load_benchmark_script
+
 G_LAYERS = ["Dense", "Reshape", "BatchNorm", "ReLU", "ConvTranspose2d", "BatchNorm", "ReLU", "ConvTranspose2d", "Tanh"]
 D_LAYERS = ["Conv2d", "LeakyReLU", "Conv2d", "BatchNorm", "LeakyReLU", "Flatten", "Dense"]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("dcgan_step", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_benchmark_script("dcgan_step")
 
 
 def test_products_are_the_layers_products_with_their_counts():

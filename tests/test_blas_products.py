@@ -1,19 +1,13 @@
 """benchmarks/blas_products.py on tiny cells: the product list it times, its table without
 MKL, and, where a libmkl_rt is found, MKL's products equal to NumPy's. No timing assertions."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "blas_products.py"
+from conftest import load_benchmark_script
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("blas_products", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_benchmark_script("blas_products")
 
 
 def test_operands_are_the_step_s_products_in_minigan_s_layouts():

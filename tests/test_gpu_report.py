@@ -3,7 +3,6 @@ stand-in at tiny sizes and writes its JSON and markdown; its test phases run pyt
 when nothing passed; a failing phase gives exit status 1 and the report is still written;
 benchmarks/gpu_report.sh parses, stops without a GPU and installs only what is missing
 (with stand-ins for nvidia-smi and Python). Structure only: no assertion on speeds."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +14,8 @@ import pytest
 import minigan as mg
 from minigan.bench import gpu
 
+from conftest import load_benchmark_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_report.py"
 SHELL_SCRIPT = ROOT / "benchmarks" / "gpu_report.sh"
@@ -23,10 +24,7 @@ TINY = ["--device-backend", "strict_cupy", "--mlp-batch-sizes", "4", "8", "--dcg
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_report", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_benchmark_script("gpu_report")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 both sides start from the same parameters and agree on the first step's loss and on the
 ELBO, and the script prints its table and writes its JSON. Structure only: no assertion
 on speeds."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,16 +13,15 @@ import pytest
 from minigan.run.realdata import RealData
 from test_data import write_fake_idx_dir
 
+from conftest import load_benchmark_script
+
 torch = pytest.importorskip("torch", reason="the benchmark's reference side is PyTorch (pip install torch)")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vae_vs_torch.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("vae_vs_torch", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_benchmark_script("vae_vs_torch")
 
 
 @pytest.fixture
