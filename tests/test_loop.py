@@ -248,17 +248,24 @@ def test_float64_runs_equal_minigan_0_1_bit_for_bit(tmp_path, name, options):
         assert hashlib.sha256(params.tobytes()).hexdigest() == expected[f"{name}/{part}"], part
 
 
+def straight_and_resumed(tmp_path, steps, **common):
+    """Trains `steps` steps in one run (tmp_path/straight) and in two halves, the second by
+    --resume (tmp_path/resumed); returns the straight run's metrics and checkpoint arrays,
+    asserted equal to the resumed run's."""
+    metrics = train(RunConfig(steps=steps, out=str(tmp_path / "straight"), **common))
+    train(RunConfig(steps=steps // 2, out=str(tmp_path / "resumed"), **common))
+    train(RunConfig(steps=steps, progress=False), resume=str(tmp_path / "resumed"))
+    return metrics, assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
+
+
 def test_a_vae_run_trains_evaluates_and_resumes_bit_exactly(tmp_path):
     pytest.importorskip("sklearn")
     common = dict(model="vae", data="digits", batch_size=16, progress=False, eval_samples=50, log_every=1)
-    metrics = train(RunConfig(steps=6, out=str(tmp_path / "straight"), **common))
+    metrics, straight = straight_and_resumed(tmp_path, 6, **common)
     assert metrics["elbo"] < 0 and metrics["log_likelihood"] < 0 and metrics["log_likelihood_k"] == 100
     assert metrics["files"][-2:] == ["reconstructions.png", "losses.png"]
     header = (tmp_path / "straight" / "history.csv").read_text().splitlines()[0]
     assert header == "step,loss,recon,kl"
-    train(RunConfig(steps=3, out=str(tmp_path / "resumed"), **common))
-    train(RunConfig(steps=6, progress=False), resume=str(tmp_path / "resumed"))
-    straight = assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
     assert "encoder/0.W" in straight and "decoder_opt/m_scaled" in straight
     _, extra = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
     assert extra["config"]["model"] == "vae" and extra["config"]["loss"] is None
@@ -267,11 +274,8 @@ def test_a_vae_run_trains_evaluates_and_resumes_bit_exactly(tmp_path):
 def test_the_convolutional_vae_preset_trains_on_images_and_resumes_bit_exactly(tmp_path):
     pytest.importorskip("sklearn")
     common = dict(model="vae", preset="vae-conv", data="digits", batch_size=8, progress=False, eval_samples=20)
-    metrics = train(RunConfig(steps=4, out=str(tmp_path / "straight"), **common))
+    metrics, straight = straight_and_resumed(tmp_path, 4, **common)
     assert metrics["elbo"] < 0 and "reconstructions.png" in metrics["files"]
-    train(RunConfig(steps=2, out=str(tmp_path / "resumed"), **common))
-    train(RunConfig(steps=4, progress=False), resume=str(tmp_path / "resumed"))
-    straight = assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
     assert straight["encoder/0.W"].shape == (4, 4, 1, 32)  # a Conv2d: (kh, kw, in, out)
     assert straight["decoder/7.W"].shape == (4, 4, 32, 1)  # the last ConvTranspose2d, to logits
 
@@ -295,13 +299,10 @@ def test_default_output_directories_per_family():
 def test_a_vaegan_run_trains_and_resumes_bit_exactly(tmp_path):
     pytest.importorskip("sklearn")
     common = dict(model="vaegan", data="digits", batch_size=8, progress=False, eval_samples=20, log_every=1)
-    metrics = train(RunConfig(steps=4, out=str(tmp_path / "straight"), **common))
+    metrics, straight = straight_and_resumed(tmp_path, 4, **common)
     assert "reconstructions.png" in metrics["files"] and metrics["frechet_distance"] >= 0
     header = (tmp_path / "straight" / "history.csv").read_text().splitlines()[0]
     assert header == "step,prior,llike,d_loss,dec_gan,d_real,d_recon,d_fake"
-    train(RunConfig(steps=2, out=str(tmp_path / "resumed"), **common))
-    train(RunConfig(steps=4, progress=False), resume=str(tmp_path / "resumed"))
-    straight = assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
     assert "discriminator_opt/square_avg" in straight or "discriminator_opt/m_scaled" in straight
 
 
