@@ -23,6 +23,7 @@ from minigan.run.config import RunConfig
 from minigan.run.loop import train
 
 from mpi_worker import batches, batchnorm_gan
+from test_distributed import assert_close
 
 MPIRUN = find_mpirun()
 pytestmark = pytest.mark.skipif(MPIRUN is None or importlib.util.find_spec("mpi4py") is None,
@@ -66,19 +67,6 @@ def minigan_train(processes, *flags):
 def arrays(path):
     with np.load(path) as archive:
         return {name: archive[name] for name in archive.files if name != "config"}
-
-
-def assert_close(state, expected, rtol=1e-10):
-    """Every array within rtol of the largest entry of its network (or optimizer)."""
-    assert state.keys() == expected.keys()
-    for name, value in expected.items():
-        if value.dtype.kind != "f":
-            assert np.array_equal(state[name], value), name
-            continue
-        group = name.split("/")[0]
-        scale = max(float(np.max(np.abs(v))) for key, v in expected.items()
-                    if key.startswith(group) and v.dtype.kind == "f")
-        assert np.max(np.abs(state[name] - value)) <= rtol * scale, name
 
 
 def single_process_run(tmp_path, name, steps=50):

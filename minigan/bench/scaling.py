@@ -70,7 +70,7 @@ def worker(preset_name: str, global_batch: int, threads: int, warmup: int, steps
             times.append(elapsed / steps * 1e3)
             shares.append(0.0 if comm is None else (comm.allreduce_seconds - reduced) / elapsed)
     return {"ms_per_step": statistics.median(times), "allreduce_share": statistics.median(shares),
-            "blas": numpy_blas() if threads else []}
+            "blas": numpy_blas()}
 
 
 def run_configuration(preset: str, batch: int, configuration: tuple[int, int, bool, bool],

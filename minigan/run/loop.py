@@ -195,12 +195,12 @@ def fit(model: Any, data: RealData, config: RunConfig, preset: Any, base_lr: dic
     and Ctrl-C; returns the history. With `parallel`, each step is this rank's share of
     the global step, and only rank 0 writes."""
     columns = ("step", *model.stat_names)
-    history = read_history(out / "history.csv", model.steps)
     extra = {"config": config.record(), "base_lr": base_lr}
     last_saved = model.steps
     comm = None if parallel is None else parallel.comm
     rank0 = comm is None or comm.rank == 0
-    if comm is not None:  # every rank continues rank 0's history
+    history = read_history(out / "history.csv", model.steps) if rank0 else []
+    if comm is not None:  # every rank continues rank 0's history (only rank 0 reads the file)
         history = json.loads(comm.broadcast_text(json.dumps(history)))
 
     def save() -> None:
