@@ -45,3 +45,29 @@ def test_image_presets_side_by_side(tmp_path):
     assert [(run["configuration"], run["seed"]) for run in runs] == [
         ("digits preset", 0), ("digits preset", 1), ("dcgan preset", 0), ("dcgan preset", 1)]
     assert all(run["frechet_distance"] >= 0 for run in runs)
+
+
+RECIPES = Path(__file__).resolve().parents[1] / "benchmarks" / "dcgan_recipes.py"
+
+
+def test_dcgan_recipe_script_scores_every_evaluation(tmp_path):
+    pytest.importorskip("sklearn")
+    result = subprocess.run([sys.executable, str(RECIPES), "--data", "digits", "--steps", "4", "--eval-every", "2",
+                             "--samples", "100", "--lr-d", "1e-3", "--lr-g", "5e-4", "--lr-decay", "linear",
+                             "--ema", "0.9", "--json", str(tmp_path / "r.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert [row["step"] for row in rows] == [2, 4]
+    assert all(row[key] >= 0 for row in rows for key in ("eval_mode", "train_mode", "ema"))
+    table = [line for line in result.stdout.splitlines() if line.startswith("| 2 |") or line.startswith("| 4 |")]
+    assert len(table) == 2
+    assert result.stdout.rstrip().endswith(f"evaluation mode: {rows[0]['eval_mode']:.2f} / {rows[1]['eval_mode']:.2f}")
+
+
+@pytest.mark.parametrize("arguments, message", [(["--eval-every", "9", "--steps", "4"], "--eval-every"),
+                                                (["--lr", "0"], "--lr must be > 0"),
+                                                (["--ema", "1"], "--ema must be in [0, 1)")])
+def test_dcgan_recipe_script_refuses_nonsense(arguments, message):
+    result = subprocess.run([sys.executable, str(RECIPES), *arguments], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and message in result.stderr

@@ -1,0 +1,128 @@
+"""DCGAN recipe search: trains the `dcgan` preset's networks with other optimizer settings and
+scores the generator every `--eval-every` steps, the way docs/quality.md ("DCGAN") chose the
+preset's learning rate.
+
+One variant per run (seed `--seed`, one BLAS thread): Adam's learning rate for D and G
+(`--lr`, or `--lr-d` / `--lr-g` for two time scales), a linear decay to 0 over the run, the
+loss, G's widths, and a moving average of G's weights. At every evaluation it prints one
+table row: the classifier Fréchet distance of 2,500 samples from the fixed evaluation noise
+with G in evaluation mode (running BatchNorm statistics), in training mode (the samples'
+own batch statistics) and, with `--ema`, of the weight average; last, the evaluation-mode
+distances joined as docs/quality.md quotes them.
+
+    python benchmarks/dcgan_recipes.py --lr 1e-3 --steps 8000 --eval-every 2000
+    python benchmarks/dcgan_recipes.py --lr-d 4e-4 --lr-g 1e-4 --ema 0.999
+    python benchmarks/dcgan_recipes.py --lr 1e-3 --loss hinge --generator-hidden 256 128
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from minigan import metrics
+from minigan.averaging import shadow_copy, update_average
+from minigan.backend import get_backend
+from minigan.classifier import FeatureClassifier
+from minigan.files import atomic_write_json
+from minigan.model import Sequential
+from minigan.objectives import OBJECTIVES
+from minigan.run.presets import PRESETS, build_gan
+from minigan.run.realdata import RealData, evaluation_noise
+from minigan.run.threads import blas_threads
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["idx", "digits"], default="idx")
+    parser.add_argument("--lr", type=float, default=PRESETS["dcgan"].lr, help="Adam's learning rate of D and G")
+    parser.add_argument("--lr-d", type=float, help="D's learning rate (default --lr)")
+    parser.add_argument("--lr-g", type=float, help="G's learning rate (default --lr)")
+    parser.add_argument("--lr-decay", choices=["none", "linear"], default="none", help="linear: to 0 over the run")
+    parser.add_argument("--loss", choices=sorted(OBJECTIVES), default="non_saturating")
+    parser.add_argument("--generator-hidden", type=int, nargs=2, help="G's channels, widest first")
+    parser.add_argument("--ema", type=float, default=0.0, help="also score a weight average of G with this decay")
+    parser.add_argument("--steps", type=int, default=8000)
+    parser.add_argument("--eval-every", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=2500, help="samples per evaluation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the rows to this file")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or not 1 <= args.eval_every <= args.steps:
+        parser.error("--steps must be >= 1 and --eval-every in [1, --steps]")
+    for name in ("lr", "lr_d", "lr_g"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    if not 0.0 <= args.ema < 1.0:
+        parser.error(f"--ema must be in [0, 1), got {args.ema}")
+    return args
+
+
+class Scorer:
+    """The classifier Fréchet distance of a generator's samples, as `minigan eval` computes it
+    (the classifier and the evaluation noise of `seed`), with the classifier trained once."""
+
+    def __init__(self, data: RealData, latent_dim: int, samples: int, seed: int):
+        dataset = self.dataset = data.dataset
+        self.data, self.noise = data, evaluation_noise(latent_dim, samples, seed)  # (samples, latent)
+        self.classifier = FeatureClassifier(dataset.x_train.shape[1], dataset.num_classes, seed=seed)
+        self.classifier.fit(dataset.x_train, dataset.y_train)
+
+    def __call__(self, generator: Sequential, training_mode: bool) -> float:
+        """The distance of `generator`'s samples drawn in training or evaluation mode."""
+        generator.train(training_mode)
+        try:
+            images = generator.forward(generator.backend.asarray(self.noise))  # (samples, H, W, C)
+        finally:
+            generator.train(True)
+        samples = self.data.to_data_space(generator.backend.to_numpy(images))
+        return round(metrics.image_stats(samples, self.dataset, self.classifier)["frechet_distance"], 2)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Trains the variant and returns one row per evaluation."""
+    preset = PRESETS["dcgan"].with_overrides(loss=args.loss, generator_hidden=args.generator_hidden)
+    backend = get_backend("numpy", dtype="float32", seed=args.seed)
+    data = RealData(args.data, preset.batch_size, args.seed, image_layout=True, symmetric=True)
+    gan = build_gan(preset, data.shape, backend)
+    base_lr = {"d": args.lr if args.lr_d is None else args.lr_d, "g": args.lr if args.lr_g is None else args.lr_g}
+    average = shadow_copy(gan.generator) if args.ema else None
+    score = Scorer(data, preset.latent_dim, args.samples, args.seed)
+    rows, trained_s = [], 0.0
+    for step in range(args.steps):
+        remaining = 1 - step / args.steps if args.lr_decay == "linear" else 1.0
+        gan.d_opt.lr, gan.g_opt.lr = base_lr["d"] * remaining, base_lr["g"] * remaining
+        start = time.perf_counter()
+        gan.train_step([data.batch(step * gan.d_steps + i) for i in range(gan.d_steps)]
+                       if gan.d_steps > 1 else data.batch(step))
+        if average is not None:
+            update_average(average, gan.generator, args.ema)
+        trained_s += time.perf_counter() - start
+        if (step + 1) % args.eval_every == 0:
+            row = {"step": step + 1, "train_s": round(trained_s, 1),
+                   "eval_mode": score(gan.generator, False), "train_mode": score(gan.generator, True)}
+            if average is not None:
+                row["ema"] = score(average, True)
+            rows.append(row)
+            print(f"| {row['step']:,} | {row['train_s']} | {row['eval_mode']:.2f} | {row['train_mode']:.2f} | "
+                  f"{row.get('ema', float('nan')):.2f} |", flush=True)
+            if args.json:
+                atomic_write_json(args.json, {"args": vars(args), "rows": rows})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    print(f"### dcgan networks on {args.data}: lr D {args.lr_d or args.lr}, G {args.lr_g or args.lr}, "
+          f"decay {args.lr_decay}, loss {args.loss}, G {args.generator_hidden or PRESETS['dcgan'].generator_hidden}, "
+          f"seed {args.seed}\n")
+    print("| step | training s | Fréchet distance (eval mode) | train mode | weight average (train mode) |")
+    print("|---:|---:|---:|---:|---:|")
+    with blas_threads(1):
+        rows = run(args)
+    print("\nevaluation mode: " + " / ".join(f"{row['eval_mode']:.2f}" for row in rows))
+
+
+if __name__ == "__main__":
+    main()
