@@ -1,11 +1,11 @@
-"""DCGAN recipe search: trains the `dcgan` preset's networks with other optimizer settings and
-scores the generator every `--eval-every` steps, the way docs/quality.md ("DCGAN") chose the
+"""DCGAN recipe search: trains the `dcgan` preset's networks with other settings and scores
+the generator every `--eval-every` steps, the way docs/quality.md ("DCGAN") chose the
 preset's learning rate.
 
 One variant per run (seed `--seed`, one BLAS thread): Adam's learning rate for D and G
-(`--lr`, or `--lr-d` / `--lr-g` for two time scales), a linear decay to 0 over the run, the
-loss, G's widths, and a moving average of G's weights. At every evaluation it prints one
-table row: the classifier Fréchet distance of 2,500 samples from the fixed evaluation noise
+(`--lr`, or `--lr-d` / `--lr-g` for two time scales), a linear decay to 0 over the run,
+the loss, the widths of G and D, and a moving average of G's weights. At every evaluation
+it prints one table row: the classifier Fréchet distance of 2,500 samples from the fixed evaluation noise
 with G in evaluation mode (running BatchNorm statistics), in training mode (the samples'
 own batch statistics) and, with `--ema`, of the weight average; last, the evaluation-mode
 distances joined as docs/quality.md quotes them.
@@ -13,6 +13,7 @@ distances joined as docs/quality.md quotes them.
     python benchmarks/dcgan_recipes.py --lr 1e-3 --steps 8000 --eval-every 2000
     python benchmarks/dcgan_recipes.py --lr-d 4e-4 --lr-g 1e-4 --ema 0.999
     python benchmarks/dcgan_recipes.py --lr 1e-3 --loss hinge --generator-hidden 256 128
+    python benchmarks/dcgan_recipes.py --discriminator-hidden 128 256
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr-decay", choices=["none", "linear"], default="none", help="linear: to 0 over the run")
     parser.add_argument("--loss", choices=sorted(OBJECTIVES), default="non_saturating")
     parser.add_argument("--generator-hidden", type=int, nargs=2, help="G's channels, widest first")
+    parser.add_argument("--discriminator-hidden", type=int, nargs=2, help="D's channels, narrowest first")
     parser.add_argument("--ema", type=float, default=0.0, help="also score a weight average of G with this decay")
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--eval-every", type=int, default=2000)
@@ -82,7 +84,8 @@ class Scorer:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Trains the variant and returns one row per evaluation."""
-    preset = PRESETS["dcgan"].with_overrides(loss=args.loss, generator_hidden=args.generator_hidden)
+    preset = PRESETS["dcgan"].with_overrides(loss=args.loss, generator_hidden=args.generator_hidden,
+                                             discriminator_hidden=args.discriminator_hidden)
     backend = get_backend("numpy", dtype="float32", seed=args.seed)
     data = RealData(args.data, preset.batch_size, args.seed, image_layout=True, symmetric=True)
     gan = build_gan(preset, data.shape, backend)
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"### dcgan networks on {args.data}: lr D {args.lr_d or args.lr}, G {args.lr_g or args.lr}, "
           f"decay {args.lr_decay}, loss {args.loss}, G {args.generator_hidden or PRESETS['dcgan'].generator_hidden}, "
-          f"seed {args.seed}\n")
+          f"D {args.discriminator_hidden or PRESETS['dcgan'].discriminator_hidden}, seed {args.seed}\n")
     print("| step | training s | Fréchet distance (eval mode) | train mode | weight average (train mode) |")
     print("|---:|---:|---:|---:|---:|")
     with blas_threads(1):
