@@ -24,10 +24,10 @@ from typing import Any
 from minigan import metrics
 from minigan.averaging import shadow_copy, update_average
 from minigan.backend import get_backend
-from minigan.classifier import FeatureClassifier
 from minigan.files import atomic_write_json
 from minigan.model import Sequential
 from minigan.objectives import OBJECTIVES
+from minigan.run.evaluate import fitted_classifier
 from minigan.run.presets import PRESETS, build_gan
 from minigan.run.realdata import RealData, evaluation_noise
 from minigan.run.threads import blas_threads
@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
     if not 0.0 <= args.ema < 1.0:
         parser.error(f"--ema must be in [0, 1), got {args.ema}")
+    args.lr_d = args.lr if args.lr_d is None else args.lr_d
+    args.lr_g = args.lr if args.lr_g is None else args.lr_g
     return args
 
 
@@ -66,10 +68,8 @@ class Scorer:
     (the classifier and the evaluation noise of `seed`), with the classifier trained once."""
 
     def __init__(self, data: RealData, latent_dim: int, samples: int, seed: int):
-        dataset = self.dataset = data.dataset
         self.data, self.noise = data, evaluation_noise(latent_dim, samples, seed)  # (samples, latent)
-        self.classifier = FeatureClassifier(dataset.x_train.shape[1], dataset.num_classes, seed=seed)
-        self.classifier.fit(dataset.x_train, dataset.y_train)
+        self.classifier = fitted_classifier(data.dataset, seed)
 
     def __call__(self, generator: Sequential, training_mode: bool) -> float:
         """The distance of `generator`'s samples drawn in training or evaluation mode."""
@@ -79,7 +79,7 @@ class Scorer:
         finally:
             generator.train(True)
         samples = self.data.to_data_space(generator.backend.to_numpy(images))
-        return round(metrics.image_stats(samples, self.dataset, self.classifier)["frechet_distance"], 2)
+        return round(metrics.image_stats(samples, self.data.dataset, self.classifier)["frechet_distance"], 2)
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -89,13 +89,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     backend = get_backend("numpy", dtype="float32", seed=args.seed)
     data = RealData(args.data, preset.batch_size, args.seed, image_layout=True, symmetric=True)
     gan = build_gan(preset, data.shape, backend)
-    base_lr = {"d": args.lr if args.lr_d is None else args.lr_d, "g": args.lr if args.lr_g is None else args.lr_g}
     average = shadow_copy(gan.generator) if args.ema else None
     score = Scorer(data, preset.latent_dim, args.samples, args.seed)
     rows, trained_s = [], 0.0
     for step in range(args.steps):
         remaining = 1 - step / args.steps if args.lr_decay == "linear" else 1.0
-        gan.d_opt.lr, gan.g_opt.lr = base_lr["d"] * remaining, base_lr["g"] * remaining
+        gan.d_opt.lr, gan.g_opt.lr = args.lr_d * remaining, args.lr_g * remaining
         start = time.perf_counter()
         gan.train_step([data.batch(step * gan.d_steps + i) for i in range(gan.d_steps)]
                        if gan.d_steps > 1 else data.batch(step))
@@ -117,7 +116,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    print(f"### dcgan networks on {args.data}: lr D {args.lr_d or args.lr}, G {args.lr_g or args.lr}, "
+    print(f"### dcgan networks on {args.data}: lr D {args.lr_d}, G {args.lr_g}, "
           f"decay {args.lr_decay}, loss {args.loss}, G {args.generator_hidden or PRESETS['dcgan'].generator_hidden}, "
           f"D {args.discriminator_hidden or PRESETS['dcgan'].discriminator_hidden}, seed {args.seed}\n")
     print("| step | training s | Fréchet distance (eval mode) | train mode | weight average (train mode) |")

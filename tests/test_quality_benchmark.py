@@ -54,7 +54,8 @@ def test_dcgan_recipe_script_scores_every_evaluation(tmp_path):
     pytest.importorskip("sklearn")
     result = subprocess.run([sys.executable, str(RECIPES), "--data", "digits", "--steps", "4", "--eval-every", "2",
                              "--samples", "100", "--discriminator-hidden", "8", "16", "--lr-d", "1e-3",
-                             "--lr-g", "5e-4", "--lr-decay", "linear", "--ema", "0.9", "--json", str(tmp_path / "r.json")],
+                             "--lr-g", "5e-4", "--lr-decay", "linear", "--ema", "0.9",
+                             "--json", str(tmp_path / "r.json")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]

@@ -19,13 +19,17 @@ def evaluate(model: Any, data: RealData, n: int, seed: int = 0) -> dict[str, Any
     samples = data.to_data_space(model.backend.to_numpy(model.sample(n, noise)))  # (n, features)
     if data.mixture is not None:
         return metrics.mode_stats(samples, data.mixture)
-    dataset = data.dataset
-    classifier = FeatureClassifier(dataset.x_train.shape[1], dataset.num_classes, seed=seed)
-    classifier.fit(dataset.x_train, dataset.y_train)
-    results = metrics.image_stats(samples, dataset, classifier)
+    results = metrics.image_stats(samples, data.dataset, fitted_classifier(data.dataset, seed))
     if isinstance(model, VAE):
         results.update(likelihood_stats(model, data))
     return results
+
+
+def fitted_classifier(dataset: Any, seed: int) -> FeatureClassifier:
+    """The feature classifier of the image metrics for `seed`, trained on `dataset`'s training set."""
+    classifier = FeatureClassifier(dataset.x_train.shape[1], dataset.num_classes, seed=seed)
+    classifier.fit(dataset.x_train, dataset.y_train)
+    return classifier
 
 
 def likelihood_stats(vae: VAE, data: RealData, iwae_examples: int = 1000, k: int = 100) -> dict[str, Any]:
