@@ -28,6 +28,10 @@ CUPY_INSTALL_HINT = ("pip install 'minigan[cuda12]' (CUDA 12) or 'minigan[cuda13
 # what CuPy's CUDA runtime and cuBLAS errors say when an allocation on the device fails
 OUT_OF_MEMORY_MARKERS = ("cudaErrorMemoryAllocation", "CUBLAS_STATUS_ALLOC_FAILED")
 
+# the most bytes of a temporary that a host pass makes in pieces, so that each piece stays
+# in the CPU's cache (the convolutions' column matrices: docs/benchmarks.md)
+HOST_CHUNK_BYTES = 4 * 2**20
+
 
 class BackendUnavailableError(RuntimeError):
     """A backend was asked for that this machine cannot provide."""
@@ -41,6 +45,9 @@ class Backend:
         name: "numpy" or "cupy" (or a stand-in's name, see `register_array_module`).
         dtype: the floating dtype every parameter and activation uses.
         rng: the seeded `numpy.random.Generator` behind every random draw.
+        chunk_bytes: how large a temporary may grow before work that can is done a piece
+            at a time: `HOST_CHUNK_BYTES` on the host; None (never in pieces) on a GPU,
+            where one large kernel beats several small ones.
     """
 
     def __init__(self, xp: Any, name: str, dtype: np.dtype, seed: int):
@@ -50,6 +57,7 @@ class Backend:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.shard: tuple[int, int] | None = None  # (rank, ranks) inside `sharded`
+        self.chunk_bytes = None if name == "cupy" else HOST_CHUNK_BYTES
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, dtype={self.dtype.name!r}, seed={self.seed})"

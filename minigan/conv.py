@@ -2,20 +2,19 @@
 
 Images are (N, H, W, C) and weights (kh, kw, in_channels, out_channels). A convolution
 gathers every kh x kw window of the padded input into one row of a column matrix
-(`im2col`: a strided view, `sliding_window_view`, copied once) and multiplies it by the
-weights seen as a (kh kw in, out) matrix: one product forward. Its input gradient is the
-adjoint: the product with W^T scatters each row back onto its window (`col2im`, kh kw
-strided slice-adds). `ConvTranspose2d` *is* that adjoint: its forward is a convolution's
-input gradient and its input gradient is a convolution, so the two share these three
-functions and nothing else.
+(`im2col`, in `minigan.im2col`) and multiplies it by the weights seen as a (kh kw in, out)
+matrix: one product forward. Its input gradient is the adjoint: the product with W^T
+scatters each row back onto its window (`col2im`). `ConvTranspose2d` *is* that adjoint:
+its forward is a convolution's input gradient and its input gradient is a convolution, so
+the two share those functions and nothing else. Both make their column matrices a chunk of
+samples at a time, and keep their padded image and column buffers between steps.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from .im2col import Pair, col2im_of_product, crop_image, im2col, pad_image, sample_chunks, window_count
 from .layers import Layer, Shape, check_init, initial_weights, positive_int
-
-Pair = tuple[int, int]
 
 
 def _pair(name: str, value: Any, minimum: int = 1) -> Pair:
@@ -24,68 +23,6 @@ def _pair(name: str, value: Any, minimum: int = 1) -> Pair:
     if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values):
         raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
     return values
-
-
-def window_count(size: int, kernel: int, stride: int) -> int:
-    """Number of kernel positions along an axis of `size` (padding included)."""
-    return (size - kernel) // stride + 1
-
-
-def im2col(xp: Any, x: Any, kernel: Pair, stride: Pair, out: Any = None) -> Any:
-    """The windows of a padded image as a matrix.
-
-    Args:
-        x: (N, Hp, Wp, C) padded images.
-        out: optional (N, Ho, Wo, kh, kw, C) array to write into (reused between steps).
-
-    Returns:
-        (N * Ho * Wo, kh * kw * C), row (n, h, w) holding x[n, h s + i, w s + j, c] in
-        (i, j, c) order, the order of the weights' first three axes.
-    """
-    (kh, kw), (sh, sw) = kernel, stride
-    n, hp, wp, c = x.shape
-    ho, wo = window_count(hp, kh, sh), window_count(wp, kw, sw)
-    windows = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (N, Hp-kh+1, Wp-kw+1, C, kh, kw)
-    windows = windows[:, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]     # (N, Ho, Wo, C, kh, kw)
-    if out is None:
-        out = xp.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
-    out[...] = windows.transpose(0, 1, 2, 4, 5, 3)  # the one copy: (N, Ho, Wo, kh, kw, C)
-    return out.reshape(n * ho * wo, kh * kw * c)
-
-
-def col2im(xp: Any, cols: Any, padded_shape: tuple[int, int, int, int], kernel: Pair, stride: Pair) -> Any:
-    """The adjoint of `im2col`: adds every row of `cols` back onto its window.
-
-    Args:
-        cols: (N * Ho * Wo, kh * kw * C) in im2col's order.
-        padded_shape: (N, Hp, Wp, C) of the padded image.
-
-    Returns:
-        A new (N, Hp, Wp, C) array.
-    """
-    (kh, kw), (sh, sw) = kernel, stride
-    n, hp, wp, c = padded_shape
-    ho, wo = window_count(hp, kh, sh), window_count(wp, kw, sw)
-    cols = cols.reshape(n, ho, wo, kh, kw, c)
-    image = xp.zeros(padded_shape, dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            image[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw] += cols[:, :, :, i, j]
-    return image
-
-
-def pad_image(xp: Any, x: Any, padding: Pair, extra: Pair = (0, 0)) -> Any:
-    """x (N, H, W, C) with `padding` zeros on each side (plus `extra` at the bottom/right)."""
-    (ph, pw), (eh, ew) = padding, extra
-    if ph == pw == eh == ew == 0:
-        return x
-    return xp.pad(x, ((0, 0), (ph, ph + eh), (pw, pw + ew), (0, 0)))
-
-
-def crop_image(x: Any, padding: Pair, size: Pair) -> Any:
-    """The (N, H, W, C) interior of a padded image: rows ph..ph+H, columns pw..pw+W."""
-    (ph, pw), (h, w) = padding, size
-    return x[:, ph : ph + h, pw : pw + w]
 
 
 class _Convolution(Layer):
@@ -99,7 +36,8 @@ class _Convolution(Layer):
         self.stride = _pair("stride", stride)
         self.padding = _pair("padding", padding, minimum=0)
         self.init = check_init(init)
-        self._col_buffer = None  # im2col's output, reused while the shapes stay the same
+        self._col_buffer = None     # im2col's output, reused while the shapes stay the same
+        self._padded_buffer = None  # the padded image im2col reads, its border kept zero
 
     def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "in_channels": self.in_channels,
@@ -120,19 +58,45 @@ class _Convolution(Layer):
             raise ValueError(f"expects images (H, W, {self.in_channels}) (channels last)")
         return input_shape[0], input_shape[1]
 
-    def _columns(self, image: Any, reuse_buffer: bool = False) -> Any:
-        """im2col of `image` (N, H, W, C) padded by this layer's padding: (N Ho Wo, kh kw C).
-        With `reuse_buffer` the columns go into the layer's buffer (the forward cache);
-        otherwise into a new array, leaving that cache alone."""
-        padded = pad_image(self.xp, image, self.padding)
-        if not reuse_buffer:
-            return im2col(self.xp, padded, self.kernel_size, self.stride)
+    def _columns(self, image: Any) -> Any:
+        """im2col of `image` (N, H, W, C) padded by this layer's padding, as a new array
+        (N Ho Wo, kh kw C); the layer's buffers and forward cache are left alone."""
+        return im2col(self.xp, pad_image(self.xp, image, self.padding), self.kernel_size, self.stride)
+
+    def _columns_times(self, image: Any, matrix: Any) -> tuple[Any, Any]:
+        """(cols, cols @ matrix): im2col of `image` (N, H, W, C), padded, into the layer's
+        column buffer (N Ho Wo, kh kw C), and its product with `matrix` (kh kw C, M) as
+        (N Ho Wo, M), each chunk of samples multiplied while its columns are in cache."""
+        padded = self._pad(image)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         n, hp, wp, c = padded.shape
-        shape = (n, window_count(hp, kh, sh), window_count(wp, kw, sw), kh, kw, c)
-        if self._col_buffer is None or self._col_buffer.shape != shape or self._col_buffer.dtype != padded.dtype:
-            self._col_buffer = self.xp.empty(shape, dtype=padded.dtype)
-        return im2col(self.xp, padded, self.kernel_size, self.stride, out=self._col_buffer)
+        ho, wo = window_count(hp, kh, sh), window_count(wp, kw, sw)
+        self._col_buffer = self._buffer(self._col_buffer, (n, ho, wo, kh, kw, c), padded.dtype, self.xp.empty)
+        product = self.xp.empty((n * ho * wo, matrix.shape[1]), dtype=padded.dtype)
+        sample_bytes = ho * wo * kh * kw * c * padded.dtype.itemsize
+        for start, stop in sample_chunks(n, sample_bytes, self.backend.chunk_bytes):
+            chunk = im2col(self.xp, padded[start:stop], self.kernel_size, self.stride,
+                           out=self._col_buffer[start:stop])                   # (chunk Ho Wo, kh kw C)
+            self.xp.matmul(chunk, matrix, out=product[start * ho * wo : stop * ho * wo])
+        return self._col_buffer.reshape(n * ho * wo, kh * kw * c), product
+
+    def _pad(self, image: Any) -> Any:
+        """`image` (N, H, W, C) padded by this layer's padding, in the layer's padded buffer
+        (im2col copies out of it at once, so one buffer serves every call)."""
+        (ph, pw) = self.padding
+        if ph == pw == 0:
+            return image
+        n, h, w, c = image.shape
+        shape = (n, h + 2 * ph, w + 2 * pw, c)
+        self._padded_buffer = self._buffer(self._padded_buffer, shape, image.dtype, self.xp.zeros)
+        return pad_image(self.xp, image, self.padding, out=self._padded_buffer)
+
+    @staticmethod
+    def _buffer(buffer: Any, shape: tuple[int, ...], dtype: Any, make: Any) -> Any:
+        """`buffer` when it has this shape and dtype, else make(shape, dtype)."""
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            return make(shape, dtype=dtype)
+        return buffer
 
     def _add_bias_gradient(self, dy: Any, grads: str) -> None:
         if grads == "add":
@@ -165,10 +129,9 @@ class Conv2d(_Convolution):
 
     def forward(self, x: Any) -> Any:
         self.input_shape = x.shape
-        self.cols = self._columns(x, reuse_buffer=True)                         # (N Ho Wo, kh kw C)
-        y = self._product(self.cols, x.shape)                                   # (N, Ho, Wo, out)
-        y += self.b
-        return y
+        self.cols, y = self._columns_times(x, self.W.reshape(-1, self.out_channels))
+        y += self.b                                                             # (N Ho Wo, out)
+        return y.reshape(x.shape[0], *self.output_shape(x.shape[1:]))
 
     def _product(self, cols: Any, input_shape: tuple[int, ...]) -> Any:
         """cols @ W for an input of `input_shape`, as images (N, Ho, Wo, out)."""
@@ -191,8 +154,9 @@ class Conv2d(_Convolution):
         """dL/dx (N, H, W, C) of dy given as rows (N Ho Wo, out): col2im(dy W^T), unpadded."""
         n, h, w, c = input_shape
         (ph, pw) = self.padding
-        dcols = dy_rows @ self.W.reshape(-1, self.out_channels).T              # (N Ho Wo, kh kw C)
-        image = col2im(self.xp, dcols, (n, h + 2 * ph, w + 2 * pw, c), self.kernel_size, self.stride)
+        weight_rows = self.W.reshape(-1, self.out_channels).T                  # (out, kh kw C)
+        image = col2im_of_product(self.xp, dy_rows, weight_rows, (n, h + 2 * ph, w + 2 * pw, c),
+                                  self.kernel_size, self.stride, self.backend.chunk_bytes)
         return crop_image(image, self.padding, (h, w))
 
     def weight_gradient(self, x: Any, dy: Any) -> Any:
@@ -247,24 +211,39 @@ class ConvTranspose2d(_Convolution):
         self.x_rows = x.reshape(-1, self.in_channels)                           # (N H W, in)
         out_h, out_w, _ = self.output_shape(x.shape[1:])
         (ph, pw) = self.padding
-        cols = self.x_rows @ self._weight_matrix()                              # (N H W, kh kw out)
-        image = col2im(self.xp, cols, (n, out_h + 2 * ph, out_w + 2 * pw, self.out_channels),
-                       self.kernel_size, self.stride)                           # (N, Hp, Wp, out)
+        image = col2im_of_product(self.xp, self.x_rows, self._weight_matrix(),  # (N, Hp, Wp, out)
+                                  (n, out_h + 2 * ph, out_w + 2 * pw, self.out_channels),
+                                  self.kernel_size, self.stride, self.backend.chunk_bytes)
         y = crop_image(image, self.padding, (out_h, out_w))
         y += self.b
         return y
 
     def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
-        cols = self._columns(dy, reuse_buffer=True)                             # (N H W, kh kw out)
-        if grads != "skip":
-            weight_grad = (self.x_rows.T @ cols).reshape(self.in_channels, *self.kernel_size, self.out_channels)
-            weight_grad = weight_grad.transpose(1, 2, 0, 3)                     # (kh, kw, in, out)
+        # A convolution of dy: cols = im2col(dy_pad) (N H W, kh kw out), dx = cols W_m^T and
+        # dW_m = x^T cols (W_m the (in, kh kw out) weight matrix), made a chunk of samples at
+        # a time so that each chunk of columns is used while in cache (`sample_chunks`).
+        padded = self._pad(dy)                                                  # (N, Hp, Wp, out)
+        (kh, kw), n = self.kernel_size, dy.shape[0]
+        per_sample = self.x_rows.shape[0] // n                                  # H W
+        weight_matrix = self._weight_matrix()                                   # (in, kh kw out)
+        weight_grad = self.xp.zeros(weight_matrix.shape, dy.dtype) if grads != "skip" else None
+        dx = self.xp.empty(self.x_rows.shape, dy.dtype) if input_grad else None  # (N H W, in)
+        sample_bytes = per_sample * weight_matrix.shape[1] * dy.dtype.itemsize
+        for start, stop in sample_chunks(n, sample_bytes, self.backend.chunk_bytes):
+            rows = slice(start * per_sample, stop * per_sample)
+            shape = (stop - start, *self.input_shape[1:3], kh, kw, self.out_channels)
+            self._col_buffer = self._buffer(self._col_buffer, shape, dy.dtype, self.xp.empty)
+            cols = im2col(self.xp, padded[start:stop], self.kernel_size, self.stride,
+                          out=self._col_buffer)                                 # (chunk H W, kh kw out)
+            if weight_grad is not None:
+                weight_grad += self.x_rows[rows].T @ cols
+            if dx is not None:
+                self.xp.matmul(cols, weight_matrix.T, out=dx[rows])
+        if weight_grad is not None:
+            weight_grad = weight_grad.reshape(self.in_channels, kh, kw, self.out_channels)
             if grads == "add":
-                self.dW += weight_grad
+                self.dW += weight_grad.transpose(1, 2, 0, 3)                    # (kh, kw, in, out)
             else:
-                self.dW[...] = weight_grad
+                self.dW[...] = weight_grad.transpose(1, 2, 0, 3)
         self._add_bias_gradient(dy, grads)
-        if not input_grad:
-            return None
-        dx = cols @ self._weight_matrix().T                                     # (N H W, in)
-        return dx.reshape(self.input_shape)
+        return None if dx is None else dx.reshape(self.input_shape)

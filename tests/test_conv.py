@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigan as mg
-from minigan.conv import Conv2d, ConvTranspose2d, col2im, im2col
+from minigan.conv import Conv2d, ConvTranspose2d
+from minigan.im2col import col2im, im2col, sample_chunks
 from minigan.gradcheck import assert_gradients_close, check_model
 
 from conftest import BACKENDS
@@ -178,3 +179,65 @@ def test_float32_stays_float32_and_buffers_are_reused(backend32, make):
     model.forward(x)
     model.backward(backend32.standard_normal(y.shape))
     assert layer._col_buffer is not None and layer._col_buffer.dtype == np.float32
+
+
+@given(samples=st.integers(1, 40), sample_bytes=st.integers(1, 1000), chunk_bytes=st.integers(1, 5000))
+def test_sample_chunks_cover_the_batch_in_order_within_the_budget(samples, sample_bytes, chunk_bytes):
+    chunks = sample_chunks(samples, sample_bytes, chunk_bytes)
+    assert [start for start, _ in chunks] == [0] + [stop for _, stop in chunks[:-1]]
+    assert chunks[-1][1] == samples and all(stop > start for start, stop in chunks)
+    sizes = [stop - start for start, stop in chunks]
+    assert all(size * sample_bytes <= chunk_bytes for size in sizes) or sizes == [1] * samples
+    assert all(size == sizes[0] for size in sizes[:-1]) and max(sizes) == max(1, min(samples, chunk_bytes // sample_bytes))
+    assert sample_chunks(samples, sample_bytes, None) == [(0, samples)]
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@given(geometry=geometries(), batch=st.integers(1, 5), chunk_bytes=st.integers(1, 4000), seed=st.integers(0, 2**16))
+def test_chunked_work_equals_the_whole_batch_at_once(backend_name, geometry, batch, chunk_bytes, seed):
+    """Both layers' forward, input and parameter gradients with the batch made a few samples
+    at a time (`Backend.chunk_bytes`) equal those of one pass over the batch."""
+    kernel, stride, padding, c_in, c_out, height, width = geometry
+    extra = output_padding_for(height, width, kernel, stride, padding)
+    conv_out = Conv2d(c_in, c_out, kernel, stride, padding).output_shape((height, width, c_in))
+    rng = np.random.default_rng(seed)
+    for make, input_shape in ((lambda: Conv2d(c_in, c_out, kernel, stride, padding), (height, width, c_in)),
+                              (lambda: ConvTranspose2d(c_out, c_in, kernel, stride, padding, extra), conv_out)):
+        x = rng.standard_normal((batch, *input_shape))
+        results = []
+        for chunk in (None, chunk_bytes):
+            be = mg.get_backend(backend_name, "float64", seed=seed)
+            be.chunk_bytes = chunk
+            model = randomised(mg.Sequential([make()], backend=be, input_shape=input_shape), be, seed)
+            y = model.forward(be.asarray(x))
+            model.zero_grad()
+            dx = model.backward(be.asarray(np.ones(y.shape) + np.arange(y.size).reshape(y.shape) % 7))
+            results.append([be.to_numpy(a) for a in (y, dx, model.grads)])
+        for whole, chunked in zip(*results):
+            assert np.allclose(chunked, whole, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(whole).max())))
+
+
+@pytest.mark.parametrize("make, input_shape", [(lambda: Conv2d(2, 3, 3, 2, 1), (6, 6, 2)),
+                                               (lambda: ConvTranspose2d(2, 3, 4, 2, 1), (3, 3, 2))])
+def test_reused_buffers_never_leak_one_call_into_the_next(make, input_shape):
+    """The padded and column buffers kept between calls: a layer that has seen other inputs
+    and other batch sizes gives exactly what a fresh layer gives."""
+    be = mg.get_backend("numpy", "float64", seed=0)
+    rng = np.random.default_rng(3)
+    used = mg.Sequential([make()], backend=be, input_shape=input_shape)
+    fresh = mg.Sequential([make()], backend=be, input_shape=input_shape)
+    weights = rng.standard_normal(used.params.shape)
+    used.params[...] = weights
+    fresh.params[...] = weights
+    for batch in (4, 2, 4):
+        x = rng.standard_normal((batch, *input_shape)) * 100
+        dy = rng.standard_normal((batch, *used.output_shape))
+        used.forward(x)
+        used.backward(dy)
+    x = rng.standard_normal((4, *input_shape))
+    dy = rng.standard_normal((4, *used.output_shape))
+    for model in (used, fresh):
+        model.zero_grad()
+    assert np.array_equal(used.forward(x), fresh.forward(x))
+    assert np.array_equal(used.backward(dy), fresh.backward(dy))
+    assert np.array_equal(used.grads, fresh.grads)
