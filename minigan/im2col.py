@@ -69,9 +69,9 @@ def col2im(xp: Any, cols: Any, padded_shape: tuple[int, int, int, int], kernel: 
 
 
 def sample_chunks(samples: int, sample_bytes: int, chunk_bytes: int | None) -> list[tuple[int, int]]:
-    """[(start, stop), ...] covering range(samples), each chunk at most `chunk_bytes` of
-    temporaries at `sample_bytes` a sample (but at least one sample); one chunk when
-    `chunk_bytes` is None.
+    """[(start, stop), ...] covering range(samples) in as few chunks as keep each within
+    `chunk_bytes` of temporaries at `sample_bytes` a sample (a chunk has at least one
+    sample), their sizes differing by at most one; one chunk when `chunk_bytes` is None.
 
     A convolution's column matrix for a whole batch is large (at batch 256, 64 channels and
     a 4x4 kernel on 7x7 windows, 51 MB: out of every cache, and fresh pages from the system
@@ -79,8 +79,10 @@ def sample_chunks(samples: int, sample_bytes: int, chunk_bytes: int | None) -> l
     chunk's rows equals those rows of the whole product up to rounding (BLAS may order a
     sum differently for fewer rows); chunks depend only on the shapes, so a step repeats
     bit for bit."""
-    step = samples if chunk_bytes is None else max(1, chunk_bytes // sample_bytes)
-    return [(start, min(samples, start + step)) for start in range(0, samples, step)]
+    per_chunk = samples if chunk_bytes is None else max(1, chunk_bytes // sample_bytes)
+    count = -(-samples // per_chunk)                                            # ceil
+    bounds = [samples * index // count for index in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def col2im_of_product(xp: Any, rows: Any, matrix: Any, padded_shape: tuple[int, int, int, int],

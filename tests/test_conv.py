@@ -187,8 +187,9 @@ def test_sample_chunks_cover_the_batch_in_order_within_the_budget(samples, sampl
     assert [start for start, _ in chunks] == [0] + [stop for _, stop in chunks[:-1]]
     assert chunks[-1][1] == samples and all(stop > start for start, stop in chunks)
     sizes = [stop - start for start, stop in chunks]
-    assert all(size * sample_bytes <= chunk_bytes for size in sizes) or sizes == [1] * samples
-    assert all(size == sizes[0] for size in sizes[:-1]) and max(sizes) == max(1, min(samples, chunk_bytes // sample_bytes))
+    per_chunk = max(1, chunk_bytes // sample_bytes)  # samples within the budget (or one)
+    assert max(sizes) <= per_chunk and max(sizes) - min(sizes) <= 1
+    assert len(chunks) == -(-samples // per_chunk)   # as few chunks as the budget allows
     assert sample_chunks(samples, sample_bytes, None) == [(0, samples)]
 
 
