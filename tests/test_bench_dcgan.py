@@ -81,3 +81,26 @@ def test_torch_rows_come_from_the_child_process():
         assert row["torch_shapes"] == channels_first, row
         assert row["torch_forward_ms"] > 0 and row["torch_backward_ms"] > 0
     assert results["machine"]["torch"]["threads"] == 1
+
+
+def test_the_chunk_benchmark_times_every_chunk_size(capsys):
+    script = load_benchmark_script("conv_chunks")
+    results = script.run_benchmark([2, 3], [None, 0.5, 4], rounds=2, repeats=1, threads=1)
+    assert [row["chunk"] for row in results["rows"]] == ["whole batch", "0.5 MiB", "4 MiB (default)"]
+    assert [row["chunk_bytes"] for row in results["rows"]] == [None, 2**19, 4 * 2**20]
+    for row in results["rows"]:
+        for batch in ("2", "3"):
+            cell = row[batch]
+            assert 0 < cell["low"] <= cell["median"] <= cell["high"]
+    assert script.main(["--batch-sizes", "2", "--chunk-mib", "1", "--rounds", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[0] for line in out if line.startswith("| ") and "ms" not in line] == \
+        ["| whole batch", "| 1 MiB"]
+    assert any(line.startswith("- CPU: ") for line in out)
+
+
+@pytest.mark.parametrize("argv", [["--chunk-mib", "0"], ["--chunk-mib", "-2"], ["--batch-sizes", "0"]])
+def test_the_chunk_benchmark_refuses_nonsense(argv, capsys):
+    with pytest.raises(SystemExit) as error:
+        load_benchmark_script("conv_chunks").main(argv)
+    assert error.value.code == 2 and "must be" in capsys.readouterr().err
