@@ -228,13 +228,14 @@ class ConvTranspose2d(_Convolution):
         weight_matrix = self._weight_matrix()                                   # (in, kh kw out)
         weight_grad = self.xp.zeros(weight_matrix.shape, dy.dtype) if grads != "skip" else None
         dx = self.xp.empty(self.x_rows.shape, dy.dtype) if input_grad else None  # (N H W, in)
-        sample_bytes = per_sample * weight_matrix.shape[1] * dy.dtype.itemsize
-        for start, stop in sample_chunks(n, sample_bytes, self.backend.chunk_bytes):
+        chunks = sample_chunks(n, per_sample * weight_matrix.shape[1] * dy.dtype.itemsize, self.backend.chunk_bytes)
+        largest = max(stop - start for start, stop in chunks)
+        shape = (largest, *self.input_shape[1:3], kh, kw, self.out_channels)   # one chunk's columns
+        self._col_buffer = self._buffer(self._col_buffer, shape, dy.dtype, self.xp.empty)
+        for start, stop in chunks:
             rows = slice(start * per_sample, stop * per_sample)
-            shape = (stop - start, *self.input_shape[1:3], kh, kw, self.out_channels)
-            self._col_buffer = self._buffer(self._col_buffer, shape, dy.dtype, self.xp.empty)
             cols = im2col(self.xp, padded[start:stop], self.kernel_size, self.stride,
-                          out=self._col_buffer)                                 # (chunk H W, kh kw out)
+                          out=self._col_buffer[: stop - start])                 # (chunk H W, kh kw out)
             if weight_grad is not None:
                 weight_grad += self.x_rows[rows].T @ cols
             if dx is not None:

@@ -176,9 +176,25 @@ def test_float32_stays_float32_and_buffers_are_reused(backend32, make):
     y = model.forward(x)
     dx = model.backward(backend32.standard_normal(y.shape))
     assert y.dtype == dx.dtype == model.grads.dtype == np.float32
+    buffers = layer._col_buffer, layer._padded_buffer
     model.forward(x)
     model.backward(backend32.standard_normal(y.shape))
-    assert layer._col_buffer is not None and layer._col_buffer.dtype == np.float32
+    assert layer._col_buffer.dtype == layer._padded_buffer.dtype == np.float32
+    assert layer._col_buffer is buffers[0] and layer._padded_buffer is buffers[1]  # not new arrays
+
+
+def test_the_transposed_convolution_keeps_one_column_buffer_for_chunks_of_unequal_sizes():
+    be = mg.get_backend("numpy", "float64", seed=0)
+    layer = ConvTranspose2d(2, 3, 3, 2, 1, 1)
+    model = mg.Sequential([layer], backend=be, input_shape=(6, 6, 2))
+    be.chunk_bytes = 2 * 6 * 6 * 9 * 3 * 8  # two samples' columns (H W kh kw out float64s): chunks 1, 2, 2
+    x = be.standard_normal((5, 6, 6, 2))
+    buffers = []
+    for _ in range(2):
+        model.forward(x)
+        model.backward(be.standard_normal((5, *model.output_shape)))
+        buffers.append(layer._col_buffer)
+    assert buffers[0] is buffers[1] and buffers[0].shape[0] == 2
 
 
 @given(samples=st.integers(1, 40), sample_bytes=st.integers(1, 1000), chunk_bytes=st.integers(1, 5000))
