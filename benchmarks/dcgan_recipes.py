@@ -107,8 +107,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             if average is not None:
                 row["ema"] = score(average, True)
             rows.append(row)
+            average_cell = f"{row['ema']:.2f}" if "ema" in row else "n/a (no --ema)"
             print(f"| {row['step']:,} | {row['train_s']} | {row['eval_mode']:.2f} | {row['train_mode']:.2f} | "
-                  f"{row.get('ema', float('nan')):.2f} |", flush=True)
+                  f"{average_cell} |", flush=True)
             if args.json:
                 atomic_write_json(args.json, {"args": vars(args), "rows": rows})
     return rows

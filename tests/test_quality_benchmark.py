@@ -66,6 +66,16 @@ def test_dcgan_recipe_script_scores_every_evaluation(tmp_path):
     assert result.stdout.rstrip().endswith(f"evaluation mode: {rows[0]['eval_mode']:.2f} / {rows[1]['eval_mode']:.2f}")
 
 
+def test_dcgan_recipe_script_without_a_weight_average_says_so():
+    pytest.importorskip("sklearn")
+    result = subprocess.run([sys.executable, str(RECIPES), "--data", "digits", "--steps", "2", "--eval-every", "2",
+                             "--samples", "100", "--discriminator-hidden", "8", "16", "--generator-hidden", "16", "8"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
+    assert row.endswith("| n/a (no --ema) |") and "nan" not in result.stdout
+
+
 @pytest.mark.parametrize("arguments, message", [(["--eval-every", "9", "--steps", "4"], "--eval-every"),
                                                 (["--lr", "0"], "--lr must be > 0"),
                                                 (["--ema", "1"], "--ema must be in [0, 1)")])
