@@ -161,6 +161,10 @@ def image_stats(samples: np.ndarray, dataset: ImageDataset, classifier: Any,
             what a perfect generator with N samples would score;
         classes_covered: classes predicted for >= 10% of a uniform generator's share;
         class_histogram, class_entropy (nats; log C is uniform),
+        class_frechet_distance: per class c, the distance between the real test images and
+            the samples that the classifier assigns to c (None where either has fewer
+            than two), which shows which classes a generator gets wrong;
+        class_frechet_floor: the same for the real train images of the floor;
         classifier_accuracy on the real test images used, num_samples.
     """
     if max_real < 2:
@@ -173,11 +177,14 @@ def image_stats(samples: np.ndarray, dataset: ImageDataset, classifier: Any,
                          f"and {dataset.num_classes}")
     x_test, y_test = dataset.x_test[:max_real], dataset.y_test[:max_real]
     x_train = dataset.x_train[:min(len(samples), max_real)]
-    real_stats = gaussian_stats(classifier.features(x_test))
-    sample_stats = gaussian_stats(classifier.features(samples))
-    floor_stats = gaussian_stats(classifier.features(x_train))
+    real_features, sample_features = classifier.features(x_test), classifier.features(samples)
+    real_stats, sample_stats = gaussian_stats(real_features), gaussian_stats(sample_features)
+    floor_features = classifier.features(x_train)
+    floor_stats = gaussian_stats(floor_features)
+    real_classes = classifier.predict(x_test)  # (N,)
     num_samples, num_classes = len(samples), dataset.num_classes
-    histogram = np.bincount(classifier.predict(samples), minlength=num_classes)  # (C,)
+    sample_classes = classifier.predict(samples)  # (N,)
+    histogram = np.bincount(sample_classes, minlength=num_classes)  # (C,)
     shares = histogram[histogram > 0] / num_samples
     return {
         "frechet_distance": frechet_distance(*real_stats, *sample_stats),
@@ -185,6 +192,22 @@ def image_stats(samples: np.ndarray, dataset: ImageDataset, classifier: Any,
         "classes_covered": int(np.count_nonzero(histogram >= COVERED_SHARE * num_samples / num_classes)),
         "class_histogram": [int(count) for count in histogram],
         "class_entropy": float(np.sum(shares * np.log(1 / shares))),
+        "class_frechet_distance": class_frechet_distances(real_features, real_classes, sample_features,
+                                                          sample_classes, num_classes),
+        "class_frechet_floor": class_frechet_distances(real_features, real_classes, floor_features,
+                                                       classifier.predict(x_train), num_classes),
         "classifier_accuracy": classifier.accuracy(x_test, y_test),
         "num_samples": num_samples,
     }
+
+
+def class_frechet_distances(real_features: np.ndarray, real_classes: np.ndarray, sample_features: np.ndarray,
+                            sample_classes: np.ndarray, num_classes: int) -> list[float | None]:
+    """Per class c, the Fréchet distance between the real features (N, D) and the sample
+    features (M, D) whose classes (N,) / (M,) are c; None where either has fewer than two."""
+    distances: list[float | None] = []
+    for label in range(num_classes):
+        real, fake = real_features[real_classes == label], sample_features[sample_classes == label]
+        distances.append(frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
+                         if min(len(real), len(fake)) >= 2 else None)
+    return distances

@@ -6,6 +6,7 @@ import types
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from minigan.run import cli
 from minigan.run.cli import main
@@ -51,6 +52,21 @@ def test_eval_prints_the_metrics(trained, capsys):
     status, out, _ = run_main(capsys, "eval", "--checkpoint", str(trained / "checkpoint.npz"), "--n", "500")
     metrics = json.loads(out)
     assert status == 0 and metrics["num_samples"] == 500 and "reverse_kl" in metrics
+
+
+def test_eval_repeats_the_runs_image_metrics_exactly(tmp_path, capsys):
+    """The classifier trains under the run's BLAS threads in both, so the numbers agree to the
+    last bit (under another thread count its products round differently)."""
+    pytest.importorskip("sklearn")
+    assert main(["train", "--data", "digits", "--out", str(tmp_path), *TINY]) == 0
+    recorded = json.loads((tmp_path / "metrics.json").read_text())
+    capsys.readouterr()
+    with threadpool_limits(limits=2, user_api="blas"):  # what eval would otherwise use here
+        status, out, _ = run_main(capsys, "eval", "--checkpoint", str(tmp_path / "checkpoint.npz"))
+    evaluated = json.loads(out)
+    assert status == 0 and evaluated["num_samples"] == recorded["num_samples"] == 2500
+    for key in ("frechet_distance", "frechet_floor", "classifier_accuracy", "class_histogram"):
+        assert evaluated[key] == recorded[key], key
 
 
 def test_resume_continues_to_more_steps(trained, tmp_path, capsys):

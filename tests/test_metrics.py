@@ -191,6 +191,7 @@ def test_real_images_score_the_floor_and_cover_every_class(patterns, trained):
     n = 300
     same = image_stats(patterns.x_train[:n], patterns, trained)
     assert same["frechet_distance"] == pytest.approx(same["frechet_floor"], rel=1e-9)
+    assert same["class_frechet_distance"] == pytest.approx(same["class_frechet_floor"], rel=1e-9)
     assert same["classes_covered"] == 10 and same["num_samples"] == n
     assert sum(same["class_histogram"]) == n
     assert json.loads(json.dumps(same)) == same
@@ -217,6 +218,34 @@ def test_class_coverage_threshold_and_entropy(patterns, trained, pattern_images)
     assert stats["class_entropy"] == pytest.approx(expected, rel=1e-12)
     balanced = image_stats(pattern_images(rng, np.repeat(np.arange(10), 20), noise=0.0), patterns, trained)
     assert balanced["class_entropy"] == pytest.approx(math.log(10), rel=1e-12)
+
+
+def test_per_class_distances_are_zero_for_the_test_images_and_find_the_one_bad_class(patterns, trained,
+                                                                                       pattern_images):
+    stats = image_stats(patterns.x_test, patterns, trained)
+    exact, floor = stats["class_frechet_distance"], stats["class_frechet_floor"]
+    assert len(exact) == 10 and all(abs(distance) <= 1e-9 for distance in exact)
+    assert len(floor) == 10 and all(distance > 1e-6 for distance in floor)  # other real images: above 0
+    # real-looking samples of every class, except that class 3's carry heavy noise
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(10), 40)
+    samples = pattern_images(rng, labels)
+    samples[labels == 3] = pattern_images(rng, labels[labels == 3], noise=0.4)
+    stats = image_stats(samples, patterns, trained)
+    assert np.mean(trained.predict(samples)[labels == 3] == 3) > 0.5  # still mostly seen as class 3
+    distances = stats["class_frechet_distance"]
+    assert None not in distances
+    assert distances[3] > 3 * max(distances[:3] + distances[4:])
+    assert distances[3] > 3 * stats["class_frechet_floor"][3]
+
+
+def test_per_class_distances_need_two_images_on_each_side(patterns, trained, pattern_images):
+    labels = np.array([0] * 190 + [1] * 9 + [2] * 1)
+    stats = image_stats(pattern_images(np.random.default_rng(8), labels, noise=0.0), patterns, trained)
+    distances = stats["class_frechet_distance"]
+    assert [distance is None for distance in distances] == [False, False] + [True] * 8
+    assert all(distance >= 0 for distance in distances[:2])
+    assert json.loads(json.dumps(stats)) == stats
 
 
 def test_image_stats_rejects_bad_samples_and_mismatched_classifiers(patterns, trained):

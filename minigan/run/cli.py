@@ -23,6 +23,7 @@ from ..distributed import DistributedError, launched_rank
 from ..files import atomic_write
 from .config import RunConfig, add_arguments, from_arguments
 from .loop import TrainingDiverged, TrainingInterrupted, train
+from .threads import blas_threads
 
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, ImportError, BackendUnavailableError,
                    TrainingDiverged, DistributedError, OSError)
@@ -191,8 +192,13 @@ def run_eval(args: argparse.Namespace) -> int:
     config = RunConfig.from_record(extra["config"])
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=args.data_dir)
-    data = real_data(config, config.resolved_preset())
-    print(json.dumps(evaluate(model, data, args.n, config.seed), indent=2))
+    preset = config.resolved_preset()
+    data = real_data(config, preset)
+    # the classifier trains with the run's BLAS threads: another thread count rounds its
+    # products differently, and the distance moves (docs/quality.md), so on the same machine
+    # eval repeats the run's metrics.json
+    with blas_threads(preset.blas_threads):
+        print(json.dumps(evaluate(model, data, args.n, config.seed), indent=2))
     return 0
 
 
