@@ -13,7 +13,6 @@ round to round, and the table gives each one's median over `--rounds` rounds.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from typing import Any
 

@@ -4,7 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from conftest import load_benchmark_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
 
@@ -82,3 +85,49 @@ def test_dcgan_recipe_script_without_a_weight_average_says_so():
 def test_dcgan_recipe_script_refuses_nonsense(arguments, message):
     result = subprocess.run([sys.executable, str(RECIPES), *arguments], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr
+
+
+@pytest.fixture(scope="module")
+def two_digit_runs(tmp_path_factory):
+    pytest.importorskip("sklearn")
+    from minigan.run.cli import main
+    runs = []
+    for preset in ("digits", "dcgan"):
+        out = tmp_path_factory.mktemp(preset)
+        extra = ["--preset", "dcgan"] if preset == "dcgan" else []
+        assert main(["train", "--data", "digits", *extra, "--steps", "3", "--batch-size", "16",
+                     "--no-progress", "--out", str(out)]) == 0
+        runs.append(out / "checkpoint.npz")
+    return runs
+
+
+def test_class_samples_draws_a_row_of_real_images_and_one_per_checkpoint(two_digit_runs, tmp_path, capsys):
+    script = load_benchmark_script("class_samples")
+    checkpoints = [("mlp", two_digit_runs[0]), ("conv", two_digit_runs[1])]
+    for class_index in range(10):  # the first class that both tiny generators draw twice
+        try:
+            labels, images = script.class_rows(checkpoints, class_index, per_row=2)
+            break
+        except ValueError as error:
+            assert "fewer than --per-row 2" in str(error)
+    assert labels == ["real", "mlp", "conv"] and images.shape == (6, 64)
+    assert 0 <= images.min() and images.max() <= 1 and np.all(np.isfinite(images))
+    status = script.main(["--checkpoint", f"mlp={two_digit_runs[0]}", "--checkpoint", f"conv={two_digit_runs[1]}",
+                          "--class-index", str(class_index), "--per-row", "2", "--out", str(tmp_path / "c.png")])
+    assert status == 0 and (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--class-index", "10"], "--class-index must lie in [0, 10)"),
+    (["--class-index", "0", "--per-row", "5000"], "fewer than --per-row 5000"),
+])
+def test_class_samples_says_what_is_wrong(two_digit_runs, tmp_path, capsys, arguments, message):
+    status = load_benchmark_script("class_samples").main(
+        ["--checkpoint", f"a={two_digit_runs[0]}", "--out", str(tmp_path / "c.png"), *arguments])
+    assert status == 2 and message in capsys.readouterr().err
+
+
+def test_class_samples_refuses_a_malformed_checkpoint_argument(capsys):
+    with pytest.raises(SystemExit) as error:
+        load_benchmark_script("class_samples").main(["--checkpoint", "no-label", "--class-index", "0", "--out", "x.png"])
+    assert error.value.code == 2 and "expected LABEL=PATH" in capsys.readouterr().err
