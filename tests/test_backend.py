@@ -219,3 +219,9 @@ def test_device_properties_read_cupys_runtime():
     described = backend_module.device_properties(backend_module.Backend(fake, "cupy", np.float32, 0))
     assert described == {"name": "NVIDIA H200", "memory_gib": 141.0, "compute_capability": "9.0",
                          "multiprocessors": 132, "cuda_runtime": 12080, "cuda_driver": 12090, "cupy": "14.0.0"}
+
+
+def test_host_backends_chunk_large_temporaries_and_a_gpu_backend_does_not():
+    from minigan.backend import HOST_CHUNK_BYTES, Backend
+    assert mg.get_backend("numpy").chunk_bytes == HOST_CHUNK_BYTES == 4 * 2**20
+    assert Backend(np, "cupy", np.float32, 0).chunk_bytes is None  # one large kernel on a GPU
