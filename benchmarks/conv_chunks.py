@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from minigan.backend import HOST_CHUNK_BYTES
+from minigan.bench.arguments import positive
 from minigan.bench.dcgan import MiniganDCGAN
 from minigan.bench.machine import OtherLoad, describe, format_machine
 from minigan.bench.timing import Summary, alternate
@@ -64,14 +65,6 @@ def format_table(results: dict[str, Any], batches: list[int]) -> str:
         cells = [f"{row[str(b)]['median']:.1f} ({row[str(b)]['low']:.1f}-{row[str(b)]['high']:.1f})" for b in batches]
         lines.append(f"| {row['chunk']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def positive(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 def positive_mib(text: str) -> float:

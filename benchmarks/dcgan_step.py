@@ -22,6 +22,7 @@ import statistics
 import sys
 from typing import Any, Callable
 
+from minigan.bench.arguments import positive
 from minigan.bench.dcgan import MiniganDCGAN, TorchWorker
 from minigan.bench.machine import OtherLoad, describe, format_machine
 from minigan.bench.timing import Run, Summary, alternate
@@ -127,14 +128,6 @@ def format_layer_table(rows: list[dict[str, Any]]) -> str:
                      f"| {_ms(row.get('torch_forward_ms'))} | {_ms(row['minigan_backward_ms'])} "
                      f"| {_ms(row.get('torch_backward_ms'))} |")
     return "\n".join(lines)
-
-
-def positive(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

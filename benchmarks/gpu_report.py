@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from minigan.backend import BackendUnavailableError, get_backend, register_array_module
+from minigan.bench.arguments import positive
 from minigan.bench.gpu import Row, format_markdown, machine, measure
 from minigan.bench.step import STEP_WARMUP_S
 from minigan.files import atomic_write, atomic_write_json
@@ -111,14 +112,6 @@ def run_bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     except Exception as error:  # a bug on the device path: the report says which, and the run goes on
         return phase("failed", time.perf_counter() - start, f"{type(error).__name__}: {error}")
     return phase("passed", time.perf_counter() - start, f"{len(report.data['rows'])} cells")
-
-
-def positive(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
