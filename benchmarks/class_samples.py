@@ -21,7 +21,7 @@ from minigan import plots
 from minigan.checkpoint import load_checkpoint
 from minigan.run.config import RunConfig
 from minigan.run.evaluate import fitted_classifier
-from minigan.run.realdata import evaluation_noise, real_data
+from minigan.run.realdata import evaluation_noise, real_data, to_data_space
 from minigan.run.threads import blas_threads
 
 FASHION_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -52,9 +52,9 @@ def class_rows(checkpoints: list[tuple[str, Path]], class_index: int, per_row: i
         classifier = fitted_classifier(data.dataset, config.seed)
     groups = [("real", data.dataset.x_test)]
     for label, model, record in models:
-        own = RunConfig.from_record(record["config"])  # its own pixel range and layout
+        symmetric = RunConfig.from_record(record["config"]).resolved_preset().data_range == "symmetric"
         samples = model.sample(SAMPLES, evaluation_noise(model.latent_dim, SAMPLES, config.seed))
-        pixels = real_data(own, own.resolved_preset()).to_data_space(model.backend.to_numpy(samples))
+        pixels = to_data_space(model.backend.to_numpy(samples), symmetric)  # its own pixel range
         if pixels.shape[1:] != data.dataset.x_test.shape[1:]:
             raise ValueError(f"{label} draws {pixels.shape[1]}-pixel images, the data set has "
                              f"{data.dataset.x_test.shape[1]}")
