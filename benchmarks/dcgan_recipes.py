@@ -24,6 +24,7 @@ from typing import Any
 from minigan import metrics
 from minigan.averaging import shadow_copy, update_average
 from minigan.backend import get_backend
+from minigan.bench.arguments import positive
 from minigan.files import atomic_write_json
 from minigan.model import Sequential
 from minigan.objectives import OBJECTIVES
@@ -44,6 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--generator-hidden", type=int, nargs=2, help="G's channels, widest first")
     parser.add_argument("--discriminator-hidden", type=int, nargs=2, help="D's channels, narrowest first")
     parser.add_argument("--ema", type=float, default=0.0, help="also score a weight average of G with this decay")
+    parser.add_argument("--pack", type=positive, help="PacGAN packing degree (default: the preset's)")
+    parser.add_argument("--d-steps", type=positive, help="D steps per G step (default: the preset's)")
+    parser.add_argument("--label-smoothing", type=float, help="one-sided: the real target becomes 1 - this")
+    parser.add_argument("--batch-size", type=positive, help="default: the preset's")
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=2500, help="samples per evaluation")
@@ -58,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
     if not 0.0 <= args.ema < 1.0:
         parser.error(f"--ema must be in [0, 1), got {args.ema}")
+    if args.label_smoothing is not None and not 0.0 <= args.label_smoothing < 0.5:
+        parser.error(f"--label-smoothing must be in [0, 0.5), got {args.label_smoothing}")
+    batch_size = args.batch_size or PRESETS["dcgan"].batch_size
+    if args.pack and batch_size % args.pack:
+        parser.error(f"the batch size ({batch_size}) must be a multiple of --pack ({args.pack})")
     args.lr_d = args.lr if args.lr_d is None else args.lr_d
     args.lr_g = args.lr if args.lr_g is None else args.lr_g
     return args
@@ -71,21 +81,28 @@ class Scorer:
         self.data, self.noise = data, evaluation_noise(latent_dim, samples, seed)  # (samples, latent)
         self.classifier = fitted_classifier(data.dataset, seed)
 
-    def __call__(self, generator: Sequential, training_mode: bool) -> float:
-        """The distance of `generator`'s samples drawn in training or evaluation mode."""
+    def __call__(self, generator: Sequential, training_mode: bool) -> tuple[float, str]:
+        """The distance of `generator`'s samples drawn in training or evaluation mode, and its
+        worst class as "index: distance" (class by class, as `minigan eval` prints them)."""
         generator.train(training_mode)
         try:
             images = generator.forward(generator.backend.asarray(self.noise))  # (samples, H, W, C)
         finally:
             generator.train(True)
         samples = self.data.to_data_space(generator.backend.to_numpy(images))
-        return round(metrics.image_stats(samples, self.data.dataset, self.classifier)["frechet_distance"], 2)
+        stats = metrics.image_stats(samples, self.data.dataset, self.classifier)
+        per_class = [(-1.0 if distance is None else distance, label)
+                     for label, distance in enumerate(stats["class_frechet_distance"])]
+        worst_distance, worst_label = max(per_class)
+        return round(stats["frechet_distance"], 2), f"{worst_label}: {worst_distance:.1f}"
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Trains the variant and returns one row per evaluation."""
     preset = PRESETS["dcgan"].with_overrides(loss=args.loss, generator_hidden=args.generator_hidden,
-                                             discriminator_hidden=args.discriminator_hidden)
+                                             discriminator_hidden=args.discriminator_hidden, pack=args.pack,
+                                             d_steps=args.d_steps, label_smoothing=args.label_smoothing,
+                                             batch_size=args.batch_size)
     backend = get_backend("numpy", dtype="float32", seed=args.seed)
     data = RealData(args.data, preset.batch_size, args.seed, image_layout=True, symmetric=True)
     gan = build_gan(preset, data.shape, backend)
@@ -102,13 +119,15 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             update_average(average, gan.generator, args.ema)
         trained_s += time.perf_counter() - start
         if (step + 1) % args.eval_every == 0:
-            row = {"step": step + 1, "train_s": round(trained_s, 1),
-                   "eval_mode": score(gan.generator, False), "train_mode": score(gan.generator, True)}
+            (eval_mode, worst_class), (train_mode, _) = score(gan.generator, False), score(gan.generator, True)
+            row = {"step": step + 1, "train_s": round(trained_s, 1), "eval_mode": eval_mode,
+                   "worst_class": worst_class, "train_mode": train_mode}
             if average is not None:
-                row["ema"] = score(average, True)
+                row["ema"] = score(average, True)[0]
             rows.append(row)
             average_cell = f"{row['ema']:.2f}" if "ema" in row else "n/a (no --ema)"
-            print(f"| {row['step']:,} | {row['train_s']} | {row['eval_mode']:.2f} | {row['train_mode']:.2f} | "
+            print(f"| {row['step']:,} | {row['train_s']} | {row['eval_mode']:.2f} | {row['worst_class']} | "
+                  f"{row['train_mode']:.2f} | "
                   f"{average_cell} |", flush=True)
             if args.json:
                 atomic_write_json(args.json, {"args": vars(args), "rows": rows})
@@ -119,9 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"### dcgan networks on {args.data}: lr D {args.lr_d}, G {args.lr_g}, "
           f"decay {args.lr_decay}, loss {args.loss}, G {args.generator_hidden or PRESETS['dcgan'].generator_hidden}, "
-          f"D {args.discriminator_hidden or PRESETS['dcgan'].discriminator_hidden}, seed {args.seed}\n")
-    print("| step | training s | Fréchet distance (eval mode) | train mode | weight average (train mode) |")
-    print("|---:|---:|---:|---:|---:|")
+          f"D {args.discriminator_hidden or PRESETS['dcgan'].discriminator_hidden}, pack {args.pack or 1}, "
+          f"D steps {args.d_steps or 1}, label smoothing {args.label_smoothing or 0}, "
+          f"batch {args.batch_size or PRESETS['dcgan'].batch_size}, seed {args.seed}\n")
+    print("| step | training s | Fréchet distance (eval mode) | its worst class | train mode | "
+          "weight average (train mode) |")
+    print("|---:|---:|---:|---|---:|---:|")
     with blas_threads(1):
         rows = run(args)
     print("\nevaluation mode: " + " / ".join(f"{row['eval_mode']:.2f}" for row in rows))
