@@ -4,16 +4,18 @@ preset's learning rate.
 
 One variant per run (seed `--seed`, one BLAS thread): Adam's learning rate for D and G
 (`--lr`, or `--lr-d` / `--lr-g` for two time scales), a linear decay to 0 over the run,
-the loss, the widths of G and D, and a moving average of G's weights. At every evaluation
-it prints one table row: the classifier Fréchet distance of 2,500 samples from the fixed evaluation noise
-with G in evaluation mode (running BatchNorm statistics), in training mode (the samples'
-own batch statistics) and, with `--ema`, of the weight average; last, the evaluation-mode
+the loss, the widths of G and D, packing, D steps per G step, label smoothing, the batch
+size, D without BatchNorm, and a moving average of G's weights. At every evaluation it
+prints one table row: the classifier Fréchet distance of 2,500 samples from the fixed
+evaluation noise with G in evaluation mode (running BatchNorm statistics) and the class
+those samples get worst (`class_frechet_distance`), in training mode (the samples' own
+batch statistics) and, with `--ema`, of the weight average; last, the evaluation-mode
 distances joined as docs/quality.md quotes them.
 
     python benchmarks/dcgan_recipes.py --lr 1e-3 --steps 8000 --eval-every 2000
     python benchmarks/dcgan_recipes.py --lr-d 4e-4 --lr-g 1e-4 --ema 0.999
     python benchmarks/dcgan_recipes.py --lr 1e-3 --loss hinge --generator-hidden 256 128
-    python benchmarks/dcgan_recipes.py --discriminator-hidden 128 256
+    python benchmarks/dcgan_recipes.py --lr 1e-3 --pack 2 --d-steps 2 --no-discriminator-batch-norm
 """
 from __future__ import annotations
 
@@ -49,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--d-steps", type=positive, help="D steps per G step (default: the preset's)")
     parser.add_argument("--label-smoothing", type=float, help="one-sided: the real target becomes 1 - this")
     parser.add_argument("--batch-size", type=positive, help="default: the preset's")
+    parser.add_argument("--no-discriminator-batch-norm", action="store_true",
+                        help="D without BatchNorm (then one pass over the real and fake batch)")
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=2500, help="samples per evaluation")
@@ -103,6 +107,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                              discriminator_hidden=args.discriminator_hidden, pack=args.pack,
                                              d_steps=args.d_steps, label_smoothing=args.label_smoothing,
                                              batch_size=args.batch_size)
+    if args.no_discriminator_batch_norm:
+        preset = preset.with_overrides(discriminator_batch_norm=False)
     backend = get_backend("numpy", dtype="float32", seed=args.seed)
     data = RealData(args.data, preset.batch_size, args.seed, image_layout=True, symmetric=True)
     gan = build_gan(preset, data.shape, backend)
@@ -140,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
           f"decay {args.lr_decay}, loss {args.loss}, G {args.generator_hidden or PRESETS['dcgan'].generator_hidden}, "
           f"D {args.discriminator_hidden or PRESETS['dcgan'].discriminator_hidden}, pack {args.pack or 1}, "
           f"D steps {args.d_steps or 1}, label smoothing {args.label_smoothing or 0}, "
-          f"batch {args.batch_size or PRESETS['dcgan'].batch_size}, seed {args.seed}\n")
+          f"batch {args.batch_size or PRESETS['dcgan'].batch_size}, "
+          f"D BatchNorm {'off' if args.no_discriminator_batch_norm else 'on'}, seed {args.seed}\n")
     print("| step | training s | Fréchet distance (eval mode) | its worst class | train mode | "
           "weight average (train mode) |")
     print("|---:|---:|---:|---|---:|---:|")

@@ -42,6 +42,17 @@ def test_the_architecture_is_the_papers():
         dcgan_generator(100, (128, 64), (30, 30, 1), "tanh", "normal", be)
 
 
+def test_a_preset_may_drop_batchnorm_from_the_discriminator():
+    from minigan.run.presets import PRESETS, build_gan
+    be = mg.get_backend("numpy", "float32", seed=0)
+    with_bn = build_gan(PRESETS["dcgan"], (28, 28, 1), be).discriminator
+    without = build_gan(PRESETS["dcgan"].with_overrides(discriminator_batch_norm=False), (28, 28, 1), be).discriminator
+    assert [type(layer).__name__ for layer in without.layers] == [
+        "Conv2d", "LeakyReLU", "Conv2d", "LeakyReLU", "Flatten", "Dense"]
+    assert without.rows_independent and not with_bn.rows_independent  # one pass over [real; fake]
+    assert without.num_params == with_bn.num_params - 2 * 128
+
+
 class TorchDCGAN:
     """The same networks in PyTorch (NCHW inside, NHWC at the boundaries), weights copied."""
 

@@ -77,11 +77,13 @@ def test_dcgan_recipe_script_scores_every_evaluation(tmp_path):
 def test_dcgan_recipe_script_without_a_weight_average_says_so():
     pytest.importorskip("sklearn")
     result = subprocess.run([sys.executable, str(RECIPES), "--data", "digits", "--steps", "2", "--eval-every", "2",
-                             "--samples", "100", "--discriminator-hidden", "8", "16", "--generator-hidden", "16", "8"],
+                             "--samples", "100", "--discriminator-hidden", "8", "16", "--generator-hidden", "16", "8",
+                             "--no-discriminator-batch-norm"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     (row,) = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
     assert row.endswith("| n/a (no --ema) |") and "nan" not in result.stdout
+    assert "D BatchNorm off" in result.stdout
 
 
 @pytest.mark.parametrize("arguments, message", [(["--eval-every", "9", "--steps", "4"], "--eval-every"),

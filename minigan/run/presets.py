@@ -40,6 +40,7 @@ class Preset:
     data_range: str = "unit"                 # unit: pixels in [0, 1]; symmetric: in [-1, 1] (tanh output)
     generator_activation: str = "relu"       # key of ACTIVATIONS
     discriminator_activation: str = "leaky_relu"
+    discriminator_batch_norm: bool = True    # dcgan: BatchNorm in D (never under wgan-gp)
     output: str = "linear"                   # G's output layer: linear (2-D data) or sigmoid ([0, 1] images)
     optimizer: str = "adam"                  # adam | rmsprop | paper (the loss's paper optimizer)
     lr: float | None = 2e-4                  # learning rate of both players; None: the paper's
@@ -132,7 +133,7 @@ def build_gan(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> 
                                     preset.init, backend)
         packed = (*data_shape[:2], data_shape[2] * preset.pack)
         discriminator = dcgan_discriminator(packed, preset.discriminator_hidden, preset.init, backend,
-                                            batch_norm=preset.loss != "wgan-gp")
+                                            batch_norm=preset.discriminator_batch_norm and preset.loss != "wgan-gp")
     else:
         features = math.prod(data_shape)
         generator = mlp([preset.latent_dim, *preset.generator_hidden, features],
