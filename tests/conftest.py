@@ -1,16 +1,19 @@
 """Shared fixtures: a `backend` parametrised over every available array backend (numpy,
-the strict CuPy stand-in of tests/strict_cupy.py, and cupy with a CUDA device), and
-the Hypothesis profiles ("ci" is deterministic and is selected by $CI or
-$HYPOTHESIS_PROFILE)."""
+the strict CuPy stand-in of tests/strict_cupy.py, and cupy with a CUDA device), the
+Hypothesis profiles ("ci" is deterministic and is selected by $CI or
+$HYPOTHESIS_PROFILE), and the `blas_kernels` marker for bit-for-bit comparisons with
+fixtures that depend on the BLAS kernels they were recorded with."""
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import minigan as mg
 from minigan.backend import register_array_module
@@ -28,6 +31,42 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 # One BLAS thread for the whole suite: the tests' products are small, and two threads
 # stall whenever another process holds a core (docs/benchmarks.md, "BLAS threads per preset").
 threadpool_limits(limits=1, user_api="blas")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "blas_kernels(name): compares bit for bit with a fixture recorded "
+                                       "with OpenBLAS's `name` kernels (OPENBLAS_CORETYPE)")
+
+
+def openblas_kernels() -> str | None:
+    """The kernels NumPy's OpenBLAS runs ("Haswell", "SkylakeX", ...), None without OpenBLAS."""
+    return next((info.get("architecture") for info in threadpool_info() if info["internal_api"] == "openblas"),
+                None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Runs a `blas_kernels(name)` test in a child process with OPENBLAS_CORETYPE=name when
+    this process's OpenBLAS runs other kernels: float rounding, and so a bit-for-bit fixture,
+    depends on them (another kernel sums a product in another order)."""
+    marker = pyfuncitem.get_closest_marker("blas_kernels")
+    kernels = openblas_kernels()
+    if marker is None or kernels == marker.args[0]:
+        return None  # run here, as usual
+    wanted = marker.args[0]
+    if kernels is None:
+        pytest.skip(f"the fixture was recorded with OpenBLAS's {wanted} kernels; this NumPy has no OpenBLAS")
+    if os.environ.get("MINIGAN_TEST_BLAS_CHILD"):
+        pytest.fail(f"OPENBLAS_CORETYPE={wanted} was set, yet OpenBLAS runs its {kernels} kernels")
+    if sys.platform == "linux" and wanted == "Haswell" and " avx2" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip(f"the fixture was recorded with OpenBLAS's {wanted} kernels, which need AVX2")
+    env = {**os.environ, "OPENBLAS_CORETYPE": wanted, "MINIGAN_TEST_BLAS_CHILD": "1"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pyfuncitem.nodeid],
+                            cwd=pyfuncitem.config.rootpath, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (f"with OPENBLAS_CORETYPE={wanted} (this process runs {kernels}):\n"
+                                    + result.stdout[-4000:] + result.stderr[-2000:])
+    return True
+
 
 register_array_module(strict_cupy.xp)
 BACKENDS = [

@@ -131,6 +131,7 @@ def test_incomplete_checkpoints_are_refused(tmp_path, mutate, words):
 
 
 
+@pytest.mark.blas_kernels("Haswell")  # minigan 0.1 recorded its fixtures with these kernels
 def test_a_minigan_0_1_checkpoint_loads_and_samples_as_it_did():
     """tests/fixtures/v0_1: written by minigan 0.1 (format 1), with the samples 0.1 drew from it."""
     expected = np.load(V0_1 / "ring8_expected.npz")
@@ -139,6 +140,7 @@ def test_a_minigan_0_1_checkpoint_loads_and_samples_as_it_did():
     assert np.array_equal(gan.sample(5, expected["noise"]), expected["samples_at_20"])
 
 
+@pytest.mark.blas_kernels("Haswell")  # minigan 0.1 recorded its fixtures with these kernels
 def test_a_minigan_0_1_run_resumes_bit_exactly(tmp_path):
     """Resuming 0.1's step-20 checkpoint to step 30 gives the parameters 0.1 itself reached."""
     expected = np.load(V0_1 / "ring8_expected.npz")

@@ -135,12 +135,22 @@ def test_three_dcgan_steps_match_pytorch_float64():
         stats = gan.train_step(real, z)
         d_loss, g_loss = reference.step(torch.tensor(real), torch.tensor(z))
         assert stats["d_loss"] == pytest.approx(d_loss, rel=1e-10) and stats["g_loss"] == pytest.approx(g_loss, rel=1e-10)
+    # A convolution's bias that feeds BatchNorm has a zero gradient (BatchNorm subtracts the
+    # batch mean), so what reaches it is rounding, which Adam scales up to steps of about lr:
+    # those biases follow the rounding of each BLAS, and are compared 100x looser (a real
+    # gradient would move them by lr, 1e-2, far beyond either tolerance).
+    feeds_batchnorm = {("G", 4), ("D", 2)}
+    for network, index in feeds_batchnorm:
+        layer = (gan.generator if network == "G" else gan.discriminator).layers[index]
+        assert type(layer).__name__ in ("Conv2d", "ConvTranspose2d")
+        assert np.abs(layer.db).max() <= 1e-12  # the last step's gradient: rounding only
     ours = TorchDCGAN(torch, gan, 1e-2)  # our parameters after the steps, in torch's layout
-    for modules, mine in ((reference.G, ours.G), (reference.D, ours.D)):
-        for theirs, copied in zip(modules, mine):
-            for a, b in zip(theirs.parameters(), copied.parameters()):
+    for network, modules, mine in (("G", reference.G, ours.G), ("D", reference.D, ours.D)):
+        for index, (theirs, copied) in enumerate(zip(modules, mine)):
+            for name, a, b in zip(("W", "b"), theirs.parameters(), copied.parameters()):
                 scale = max(float(a.detach().abs().max()), 1e-300)
-                assert float((a - b).detach().abs().max()) / scale <= 1e-9
+                tolerance = 1e-7 if name == "b" and (network, index) in feeds_batchnorm else 1e-9
+                assert float((a - b).detach().abs().max()) / scale <= tolerance, (network, index, name)
     for ours_bn, torch_bn in ((gan.discriminator.layers[3], reference.D[3]), (gan.generator.layers[2], reference.G[2])):
         np.testing.assert_allclose(ours_bn.running_mean, torch_bn.running_mean.numpy(), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(ours_bn.running_var, torch_bn.running_var.numpy(), rtol=1e-9, atol=1e-12)

@@ -226,6 +226,7 @@ def test_a_run_without_matplotlib_succeeds_and_says_so_once(tmp_path, monkeypatc
     assert not (tmp_path / "samples.png").exists() and (tmp_path / "checkpoint.npz").exists()
 
 
+@pytest.mark.blas_kernels("Haswell")  # minigan 0.1 recorded its fixtures with these kernels
 @pytest.mark.parametrize("name, options", [
     ("ring8", dict(data="ring8")),
     ("ring8_wgan_gp_pack2", dict(data="ring8", loss="wgan-gp", pack=2)),
