@@ -60,7 +60,7 @@ def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, thread
                              after_round=lambda index: progress(f"round {index + 1}/{rounds} done"))
             for batch in batches:
                 results["steps"].append(step_row(batch, {side: runs[batch, side] for side in sides},
-                                                 products[batch]))
+                                                 products[batch], models[batch].products_flop()))
                 if layers:
                     progress(f"batch {batch}: layers")
                     rows = models[batch].layer_ms(repeats)
@@ -81,8 +81,10 @@ def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, thread
     return results
 
 
-def step_row(batch: int, runs: dict[str, list[Run]], products: list[float]) -> dict[str, Any]:
-    """One batch size's row from each side's rounds and minigan's products ms per round."""
+def step_row(batch: int, runs: dict[str, list[Run]], products: list[float], flop: int) -> dict[str, Any]:
+    """One batch size's row from each side's rounds, minigan's products ms per round and
+    their floating-point operations (the products' rate says how fast this machine's BLAS
+    is today, which the ratio to PyTorch depends on: docs/benchmarks.md)."""
     row: dict[str, Any] = {"batch": batch}
     for side in SIDES:
         summary = Summary.of_runs(runs[side]) if side in runs else None
@@ -92,6 +94,7 @@ def step_row(batch: int, runs: dict[str, list[Run]], products: list[float]) -> d
     row["ratio"] = row["torch_ms"] / row["minigan_ms"] if row["torch_ms"] else None
     row["products_ms"] = statistics.median(products)
     row["products_share"] = row["products_ms"] / row["minigan_ms"]
+    row["products_gflops"] = flop / row["products_ms"] / 1e6
     return row
 
 
@@ -114,7 +117,8 @@ def format_step_table(steps: list[dict[str, Any]]) -> str:
         lines.append(f"| {row['batch']} | {_ms(row['minigan_ms'], row['minigan_spread'])} "
                      f"| {_first_second(row['minigan_first_second'])} | {_ms(row['torch_ms'], row['torch_spread'])} "
                      f"| {_first_second(row['torch_first_second'])} | {ratio} "
-                     f"| {row['products_share']:.0%} ({row['products_ms']:.2f} ms) |")
+                     f"| {row['products_share']:.0%} ({row['products_ms']:.2f} ms, "
+                     f"{row['products_gflops']:.0f} GFLOP/s) |")
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from minigan.bench.dcgan import MiniganDCGAN, step_products
+from minigan.bench.dcgan import MiniganDCGAN, products_flop, step_products
 
 from conftest import load_benchmark_script
 
@@ -40,6 +40,8 @@ def test_products_are_the_layers_products_with_their_counts():
         ("D 0 Conv2d", "forward"): 3, ("D 0 Conv2d", "dW"): 2, ("D 0 Conv2d", "dx"): 1,  # dx in the G step only
         **{(layer, kind): count for layer in ("D 2 Conv2d", "D 6 Dense")
            for kind, count in (("forward", 3), ("dW", 2), ("dx", 3))}}
+    # two operations (a multiply and an add) per multiply-add, each product times its count
+    assert products_flop(products) == sum(2 * macs[layer] * count for (layer, _), count in counts.items())
 
 
 def test_minigan_tables_and_json(tmp_path, capsys):
@@ -58,6 +60,9 @@ def test_minigan_tables_and_json(tmp_path, capsys):
     results = json.loads((tmp_path / "d.json").read_text())
     (step,) = results["steps"]
     assert step["minigan_ms"] > 0 and step["torch_ms"] is None and 0 < step["products_share"]
+    assert step["products_gflops"] == pytest.approx(products_flop(step_products(MiniganDCGAN(2).gan, 2))
+                                                    / step["products_ms"] / 1e6)
+    assert cells[6] == f"{step['products_share']:.0%} ({step['products_ms']:.2f} ms, {step['products_gflops']:.0f} GFLOP/s)"
     for row in results["layers"]["2"]:
         assert row["minigan_forward_ms"] > 0 and row["minigan_backward_ms"] > 0
 

@@ -112,6 +112,15 @@ def step_products(gan: GAN, batch: int) -> list[Product]:
     return [product for product in products if product.count]
 
 
+def products_flop(products: list[Product]) -> int:
+    """Floating-point operations of `products`: 2 m k n for an (m, k) @ (k, n), times its count."""
+    total = 0
+    for product in products:
+        (m, k), n = (product.a[::-1] if product.transpose_a else product.a), product.b[0 if product.transpose_b else 1]
+        total += product.count * 2 * m * k * n
+    return total
+
+
 def products_ms(products: list[Product], repeats: int) -> float:
     """Summed median ms (NumPy, float32) of `products`, each times its count. A product with
     inner size 1 (Dense(.., 1)'s dx) is the broadcast multiply minigan uses for it."""
@@ -144,6 +153,10 @@ class MiniganDCGAN:
     def products_ms(self, repeats: int) -> float:
         """The summed median ms of this step's matrix products alone (`step_products`)."""
         return products_ms(step_products(self.gan, self.batch), repeats)
+
+    def products_flop(self) -> int:
+        """Floating-point operations of this step's matrix products (`step_products`)."""
+        return products_flop(step_products(self.gan, self.batch))
 
     def layer_ms(self, repeats: int) -> list[dict[str, Any]]:
         """Forward and backward ms of every layer of G, then of D (training mode)."""
