@@ -1,9 +1,11 @@
 """The DCGAN step benchmark at batch 2: its product list against the layers' sizes, the
 tables and JSON minigan-only, and the PyTorch rows from the child process when PyTorch
-is installed. Structure only: no assertion on speeds."""
+is installed; the prototype of D's passes side by side (its twin of D, its bit-for-bit
+check). Structure only: no assertion on speeds."""
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from minigan.bench.dcgan import MiniganDCGAN, products_flop, step_products
@@ -109,3 +111,26 @@ def test_the_chunk_benchmark_refuses_nonsense(argv, capsys):
     with pytest.raises(SystemExit) as error:
         load_benchmark_script("conv_chunks").main(argv)
     assert error.value.code == 2 and "must be" in capsys.readouterr().err
+
+
+def test_parallel_passes_prototype_checks_its_gradients_and_times_both_ways(capsys):
+    script = load_benchmark_script("parallel_passes")
+    assert script.main(["--batch-sizes", "4", "--rounds", "2", "--repeats", "1", "--check"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "float64 gradients bit for bit: yes"
+    rows = [line.split(" | ") for line in out if line.startswith(("| passes alone |", "| in the step |"))]
+    assert [(row[0], row[1]) for row in rows] == [
+        (f"| {what}", name) for what in ("passes alone", "in the step")
+        for name in (script.ONE_AFTER_THE_OTHER, script.SIDE_BY_SIDE)]
+    assert all(float(row[2].split(" (")[0]) > 0 for row in rows)
+    assert any(line.startswith("- im2col copy of D's 64->128 convolution at batch 4: ") for line in out)
+
+
+def test_the_twin_shares_parameters_and_keeps_its_own_gradients_and_buffers():
+    script = load_benchmark_script("parallel_passes")
+    D = MiniganDCGAN(2).gan.discriminator
+    twin = script.twin(D)
+    assert twin.params is D.params and np.shares_memory(twin.layers[0].W, D.params)
+    assert not np.shares_memory(twin.grads, D.grads) and not np.shares_memory(twin.layers[3].running_mean, D.buffers)
+    x = np.random.default_rng(0).standard_normal((4, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_array_equal(twin.forward(x), D.forward(x))  # the same function of the same parameters
