@@ -50,10 +50,11 @@ def pytest_pyfunc_call(pyfuncitem):
     this process's OpenBLAS runs other kernels: float rounding, and so a bit-for-bit fixture,
     depends on them (another kernel sums a product in another order)."""
     marker = pyfuncitem.get_closest_marker("blas_kernels")
-    kernels = openblas_kernels()
-    if marker is None or kernels == marker.args[0]:
+    if marker is None:
+        return None
+    wanted, kernels = marker.args[0], openblas_kernels()
+    if kernels == wanted:
         return None  # run here, as usual
-    wanted = marker.args[0]
     if kernels is None:
         pytest.skip(f"the fixture was recorded with OpenBLAS's {wanted} kernels; this NumPy has no OpenBLAS")
     if os.environ.get("MINIGAN_TEST_BLAS_CHILD"):

@@ -116,7 +116,8 @@ def products_flop(products: list[Product]) -> int:
     """Floating-point operations of `products`: 2 m k n for an (m, k) @ (k, n), times its count."""
     total = 0
     for product in products:
-        (m, k), n = (product.a[::-1] if product.transpose_a else product.a), product.b[0 if product.transpose_b else 1]
+        m, k = product.a[::-1] if product.transpose_a else product.a
+        n = product.b[0] if product.transpose_b else product.b[1]
         total += product.count * 2 * m * k * n
     return total
 
