@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from minigan.backend import HOST_CHUNK_BYTES
-from minigan.bench.arguments import positive
+from minigan.run.arguments import positive
 from minigan.bench.dcgan import MiniganDCGAN
 from minigan.bench.machine import OtherLoad, describe, format_machine
 from minigan.bench.timing import Summary, alternate

@@ -26,7 +26,7 @@ from typing import Any
 from minigan import metrics
 from minigan.averaging import shadow_copy, update_average
 from minigan.backend import get_backend
-from minigan.bench.arguments import positive
+from minigan.run.arguments import positive
 from minigan.files import atomic_write_json
 from minigan.model import Sequential
 from minigan.objectives import OBJECTIVES

@@ -22,7 +22,7 @@ import statistics
 import sys
 from typing import Any, Callable
 
-from minigan.bench.arguments import positive
+from minigan.run.arguments import positive
 from minigan.bench.dcgan import MiniganDCGAN, TorchWorker
 from minigan.bench.machine import OtherLoad, describe, format_machine
 from minigan.bench.timing import Run, Summary, alternate

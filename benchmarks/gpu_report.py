@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from minigan.backend import BackendUnavailableError, get_backend, register_array_module
-from minigan.bench.arguments import positive
+from minigan.run.arguments import positive
 from minigan.bench.gpu import Row, format_markdown, machine, measure
 from minigan.bench.step import STEP_WARMUP_S
 from minigan.files import atomic_write, atomic_write_json

@@ -34,7 +34,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from minigan.backend import get_backend
-from minigan.bench.arguments import positive
+from minigan.run.arguments import positive
 from minigan.bench.dcgan import MiniganDCGAN
 from minigan.bench.machine import OtherLoad, describe, format_machine
 from minigan.bench.timing import Summary, alternate, timed_block

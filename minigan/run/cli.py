@@ -21,6 +21,7 @@ from ..backend import BACKEND_NAMES, BackendUnavailableError, get_backend, is_ou
 from ..checkpoint import load_checkpoint, read_config
 from ..distributed import DistributedError, launched_rank
 from ..files import atomic_write
+from .arguments import int_at_least, positive
 from .config import RunConfig, add_arguments, from_arguments
 from .loop import TrainingDiverged, TrainingInterrupted, train
 from .threads import blas_threads
@@ -58,19 +59,6 @@ def _out_of_memory(command: str, error: BaseException) -> str:
     return f"out of GPU memory while {doing} ({detail}): {hint}"
 
 
-def _int_at_least(minimum: int) -> Any:
-    """An argparse type: an int >= minimum."""
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
-        return value
-    return parse
-
-
-_positive_int = _int_at_least(1)
-
-
 def _add_train(subparsers: Any) -> None:
     parser = subparsers.add_parser("train", help="train a model (default: a GAN on ring8, under a minute)")
     add_arguments(parser)
@@ -87,15 +75,15 @@ def _add_checkpoint_reader(subparsers: Any, name: str, help: str) -> argparse.Ar
 
 def _add_bench(subparsers: Any) -> None:
     parser = subparsers.add_parser("bench", help="time the training step per backend (and PyTorch)")
-    parser.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=[64, 256, 1024, 4096])
-    parser.add_argument("--hidden", type=_positive_int, nargs="+", default=[256, 1024])
+    parser.add_argument("--batch-sizes", type=positive, nargs="+", default=[64, 256, 1024, 4096])
+    parser.add_argument("--hidden", type=positive, nargs="+", default=[256, 1024])
     parser.add_argument("--backends", nargs="+", default=["numpy", "cupy"], choices=["numpy", "cupy"])
     parser.add_argument("--torch", action="store_true", help="add the PyTorch reference (CPU, and CUDA "
                         "when present); needs torch installed")
-    parser.add_argument("--repeats", type=_positive_int, default=20, help="timed steps per cell and round")
-    parser.add_argument("--rounds", type=_positive_int, default=3, help="passes over the grid, "
+    parser.add_argument("--repeats", type=positive, default=20, help="timed steps per cell and round")
+    parser.add_argument("--rounds", type=positive, default=3, help="passes over the grid, "
                         "implementations alternating; the median over rounds is reported")
-    parser.add_argument("--warmup", type=_int_at_least(0), default=5, help="untimed steps first")
+    parser.add_argument("--warmup", type=int_at_least(0), default=5, help="untimed steps first")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw steps/s against batch size")
     parser.add_argument("--no-progress", action="store_true")
@@ -104,7 +92,7 @@ def _add_bench(subparsers: Any) -> None:
 def _add_launch(subparsers: Any) -> None:
     parser = subparsers.add_parser("launch", help="run `train` data-parallel on several processes through "
                                    "mpirun (Ctrl-C stops them all and saves a checkpoint)")
-    parser.add_argument("-n", "--processes", type=_positive_int, required=True, help="number of processes")
+    parser.add_argument("-n", "--processes", type=positive, required=True, help="number of processes")
     parser.add_argument("--mpirun-args", default="", metavar="ARGS", help="further mpirun options, "
                         "one quoted string, e.g. \"--hostfile hosts\"")
     parser.add_argument("train_command", nargs=argparse.REMAINDER, metavar="train ...",
@@ -119,11 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(subparsers)
     _add_launch(subparsers)
     sample = _add_checkpoint_reader(subparsers, "sample", "draw samples from a checkpoint")
-    sample.add_argument("--n", type=_positive_int, default=64)
+    sample.add_argument("--n", type=positive, default=64)
     sample.add_argument("--out", required=True, help="FILE.png (a picture) or FILE.npy (the array)")
     sample.add_argument("--seed", type=int, default=0, help="seed of the noise")
     evaluate = _add_checkpoint_reader(subparsers, "eval", "print a checkpoint's quality metrics")
-    evaluate.add_argument("--n", type=_positive_int, default=2500, help="samples to evaluate")
+    evaluate.add_argument("--n", type=positive, default=2500, help="samples to evaluate")
     evaluate.add_argument("--data-dir", help="directory of the IDX files (default: as recorded)")
     _add_bench(subparsers)
     return parser
