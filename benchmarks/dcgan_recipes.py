@@ -31,7 +31,7 @@ from minigan.files import atomic_write_json
 from minigan.model import Sequential
 from minigan.objectives import OBJECTIVES
 from minigan.run.evaluate import fitted_classifier
-from minigan.run.presets import PRESETS, build_gan
+from minigan.run.presets import PRESETS, Preset, build_gan
 from minigan.run.realdata import RealData, evaluation_noise
 from minigan.run.threads import blas_threads
 
@@ -69,12 +69,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--ema must be in [0, 1), got {args.ema}")
     if args.label_smoothing is not None and not 0.0 <= args.label_smoothing < 0.5:
         parser.error(f"--label-smoothing must be in [0, 0.5), got {args.label_smoothing}")
-    batch_size = args.batch_size or PRESETS["dcgan"].batch_size
-    if args.pack and batch_size % args.pack:
-        parser.error(f"the batch size ({batch_size}) must be a multiple of --pack ({args.pack})")
+    preset = variant_preset(args)
+    if preset.batch_size % preset.pack:
+        parser.error(f"the batch size ({preset.batch_size}) must be a multiple of --pack ({preset.pack})")
     args.lr_d = args.lr if args.lr_d is None else args.lr_d
     args.lr_g = args.lr if args.lr_g is None else args.lr_g
     return args
+
+
+def variant_preset(args: argparse.Namespace) -> Preset:
+    """The `dcgan` preset with the variant's options (those given) applied."""
+    return PRESETS["dcgan"].with_overrides(
+        loss=args.loss, generator_hidden=args.generator_hidden, discriminator_hidden=args.discriminator_hidden,
+        pack=args.pack, d_steps=args.d_steps, label_smoothing=args.label_smoothing, batch_size=args.batch_size,
+        discriminator_batch_norm=False if args.no_discriminator_batch_norm else None)
 
 
 class Scorer:
@@ -103,12 +111,7 @@ class Scorer:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Trains the variant and returns one row per evaluation."""
-    preset = PRESETS["dcgan"].with_overrides(loss=args.loss, generator_hidden=args.generator_hidden,
-                                             discriminator_hidden=args.discriminator_hidden, pack=args.pack,
-                                             d_steps=args.d_steps, label_smoothing=args.label_smoothing,
-                                             batch_size=args.batch_size)
-    if args.no_discriminator_batch_norm:
-        preset = preset.with_overrides(discriminator_batch_norm=False)
+    preset = variant_preset(args)
     backend = get_backend("numpy", dtype="float32", seed=args.seed)
     data = RealData(args.data, preset.batch_size, args.seed, image_layout=True, symmetric=True)
     gan = build_gan(preset, data.shape, backend)
@@ -142,12 +145,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    preset = variant_preset(args)
     print(f"### dcgan networks on {args.data}: lr D {args.lr_d}, G {args.lr_g}, "
-          f"decay {args.lr_decay}, loss {args.loss}, G {args.generator_hidden or PRESETS['dcgan'].generator_hidden}, "
-          f"D {args.discriminator_hidden or PRESETS['dcgan'].discriminator_hidden}, pack {args.pack or 1}, "
-          f"D steps {args.d_steps or 1}, label smoothing {args.label_smoothing or 0}, "
-          f"batch {args.batch_size or PRESETS['dcgan'].batch_size}, "
-          f"D BatchNorm {'off' if args.no_discriminator_batch_norm else 'on'}, seed {args.seed}\n")
+          f"decay {args.lr_decay}, loss {preset.loss}, G {preset.generator_hidden}, D {preset.discriminator_hidden}, "
+          f"pack {preset.pack}, D steps {preset.d_steps}, label smoothing {preset.label_smoothing:g}, "
+          f"batch {preset.batch_size}, D BatchNorm {'on' if preset.discriminator_batch_norm else 'off'}, "
+          f"seed {args.seed}\n")
     print("| step | training s | Fréchet distance (eval mode) | its worst class | train mode | "
           "weight average (train mode) |")
     print("|---:|---:|---:|---|---:|---:|")

@@ -6,7 +6,7 @@ NumPy runs everything but the matrix products on one core, so this prototype run
 pass on a twin of D (`twin`: the same parameter array, its own gradients, buffers and
 caches) in a second Python thread, each pass with one BLAS thread, and adds the twin's
 gradients into D's. It times, per batch size:
-- "passes alone": D's two passes, forward and backward, nothing else;
+- "passes alone": D's two passes of the D step, forward and backward, nothing else;
 - "in the step": the whole training step, `GAN.train_step` against the same step with the
   passes side by side (`side_by_side_step`; BatchNorm's running statistics are left to the
   twin, which a real implementation would replay: they are not timed here).
@@ -60,52 +60,40 @@ def twin(model: Sequential) -> Sequential:
 
 
 class Passes:
-    """D's two passes (forward, then backward of a fixed output gradient) over a real and a
-    fake batch, one after the other or side by side."""
+    """D's two passes of the D step (forward, then backward of the loss's gradient) over a real
+    and a fake batch, one after the other on D or side by side on D and its twin."""
 
-    def __init__(self, gan: Any, real: Any, fake: Any):
-        self.D, self.twin, self.real, self.fake = gan.discriminator, twin(gan.discriminator), real, fake
+    def __init__(self, gan: Any):
+        self.gan, self.D, self.twin = gan, gan.discriminator, twin(gan.discriminator)
         self.worker = ThreadPoolExecutor(max_workers=1)
 
-    @staticmethod
-    def one(model: Sequential, x: Any, accumulate: bool) -> None:
-        y = model.forward(x)
-        model.backward(np.full_like(y, 1 / len(y)), input_grad=False, accumulate=accumulate)
+    def one(self, model: Sequential, batch: Any, real: bool, accumulate: bool) -> None:
+        """One pass of `model` over a real or a fake `batch`, its gradients written or added."""
+        objective = self.gan.objective
+        _, grad = (objective.discriminator_real if real else objective.discriminator_fake)(model.forward(batch))
+        model.backward(grad, input_grad=False, accumulate=accumulate)
 
-    def one_after_the_other(self) -> None:
-        self.one(self.D, self.real, False)
-        self.one(self.D, self.fake, True)
+    def one_after_the_other(self, real: Any, fake: Any) -> None:
+        self.one(self.D, real, True, False)
+        self.one(self.D, fake, False, True)
 
-    def side_by_side(self) -> None:
+    def side_by_side(self, real: Any, fake: Any) -> None:
         with threadpool_limits(limits=1, user_api="blas"):
-            pending = self.worker.submit(self.one, self.twin, self.fake, False)
+            pending = self.worker.submit(self.one, self.twin, fake, False, False)
             try:
-                self.one(self.D, self.real, False)
+                self.one(self.D, real, True, False)
             finally:
                 pending.result()
         self.D.grads += self.twin.grads
 
 
-def side_by_side_step(gan: Any, passes: Passes, real: Any) -> None:
+def side_by_side_step(passes: Passes, real: Any) -> None:
     """The training step with D's passes side by side (the non-saturating loss, one D step)."""
+    gan = passes.gan
     fake = gan.generator.forward(gan.noise(real.shape[0]))
-    with threadpool_limits(limits=1, user_api="blas"):
-        pending = passes.worker.submit(d_pass, passes.twin, gan, fake, 0.0)
-        try:
-            d_pass(gan.discriminator, gan, real, 1.0)
-        finally:
-            pending.result()
-    gan.discriminator.grads += passes.twin.grads
+    passes.side_by_side(real, fake)
     gan.d_opt.step()
     gan._generator_step(fake)
-
-
-def d_pass(model: Sequential, gan: Any, batch: Any, target: float) -> None:
-    """One D pass of the D step: the loss's gradient for `target` 1 (real) or 0 (fake)."""
-    logits = model.forward(batch)
-    objective = gan.objective
-    _, grad = (objective.discriminator_real if target else objective.discriminator_fake)(logits)
-    model.backward(grad, input_grad=False, accumulate=False)
 
 
 def check_bit_for_bit(batch: int) -> bool:
@@ -116,9 +104,9 @@ def check_bit_for_bit(batch: int) -> bool:
         gan = build_gan(PRESETS["dcgan"], (28, 28, 1), get_backend("numpy", "float64", seed=0))
         rng = np.random.default_rng(1)
         real, fake = rng.uniform(-1, 1, (2, batch, 28, 28, 1))
-        passes = Passes(gan, real, fake)
+        passes = Passes(gan)
         with threadpool_limits(limits=1, user_api="blas"):
-            passes.side_by_side() if side_by_side else passes.one_after_the_other()
+            (passes.side_by_side if side_by_side else passes.one_after_the_other)(real, fake)
         grads.append(gan.discriminator.grads.copy())
     return bool(np.array_equal(*grads))
 
@@ -143,13 +131,14 @@ def run_benchmark(batches: list[int], rounds: int, repeats: int) -> dict[str, An
     others = OtherLoad()
     with blas_threads(2):
         models = {batch: MiniganDCGAN(batch) for batch in batches}
-        passes = {batch: Passes(model.gan, model.real, model.gan.sample(batch)) for batch, model in models.items()}
+        passes = {batch: Passes(model.gan) for batch, model in models.items()}
+        fakes = {batch: model.gan.sample(batch) for batch, model in models.items()}
         work: dict[str, dict[str, Callable[[int], Callable[[], Any]]]] = {
-            "passes alone": {ONE_AFTER_THE_OTHER: lambda b: passes[b].one_after_the_other,
-                             SIDE_BY_SIDE: lambda b: passes[b].side_by_side},
+            "passes alone": {
+                ONE_AFTER_THE_OTHER: lambda b: lambda: passes[b].one_after_the_other(models[b].real, fakes[b]),
+                SIDE_BY_SIDE: lambda b: lambda: passes[b].side_by_side(models[b].real, fakes[b])},
             "in the step": {ONE_AFTER_THE_OTHER: lambda b: lambda: models[b].gan.train_step(models[b].real),
-                            SIDE_BY_SIDE: lambda b: lambda: side_by_side_step(models[b].gan, passes[b],
-                                                                              models[b].real)}}
+                            SIDE_BY_SIDE: lambda b: lambda: side_by_side_step(passes[b], models[b].real)}}
         rows = []
         for what, configurations in work.items():
             runs = alternate(batches, list(configurations), rounds,
