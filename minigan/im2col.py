@@ -3,8 +3,8 @@
 
 `im2col` gathers every kh x kw window of a padded (N, Hp, Wp, C) image into one row of a
 matrix (a strided view, `sliding_window_view`, copied once); `col2im`, its adjoint, adds
-each row back onto its window (kh kw strided slice-adds, no scatter and no loop over
-samples). A whole batch's column matrix is large, so the layers make and use it a chunk
+each row back onto its window (strided adds of disjoint windows, no scatter and no loop
+over samples). A whole batch's column matrix is large, so the layers make and use it a chunk
 of samples at a time (`sample_chunks`, `col2im_of_product`), each chunk while it is in
 the CPU's cache.
 """
@@ -53,6 +53,11 @@ def col2im(xp: Any, cols: Any, padded_shape: tuple[int, int, int, int], kernel: 
 
     Returns:
         `out`, or a new (N, Hp, Wp, C) array.
+
+    With several channels the windows are added a class of disjoint windows at a time
+    (`add_windows_by_tile_class`), in runs of kw * C numbers; with one channel a kernel
+    position at a time (`add_windows_by_position`), whose runs are a row of windows: the
+    faster of the two in each case (`benchmarks/col2im_orders.py`).
     """
     (kh, kw), (sh, sw) = kernel, stride
     n, hp, wp, c = padded_shape
@@ -62,10 +67,42 @@ def col2im(xp: Any, cols: Any, padded_shape: tuple[int, int, int, int], kernel: 
         out = xp.zeros(padded_shape, dtype=cols.dtype)
     else:
         out[...] = 0
+    if c == 1:
+        add_windows_by_position(cols, out, stride)
+    else:
+        add_windows_by_tile_class(xp, cols, out, stride)
+    return out
+
+
+def add_windows_by_position(cols: Any, out: Any, stride: Pair) -> None:
+    """out += cols' windows, one kernel position (i, j) at a time: kh kw strided adds of
+    (N, Ho, Wo, C) each."""
+    _, ho, wo, kh, kw, _ = cols.shape
+    (sh, sw) = stride
     for i in range(kh):
         for j in range(kw):
             out[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw] += cols[:, :, :, i, j]
-    return out
+
+
+def add_windows_by_tile_class(xp: Any, cols: Any, out: Any, stride: Pair) -> None:
+    """out += cols' windows, one class of disjoint windows at a time.
+
+    Windows qh = ceil(kh / sh) apart along the height (qw along the width) do not overlap,
+    so the windows (a, l) with a = r mod qh and l = t mod qw are disjoint tiles of `out`,
+    and one add through a strided view (N, tiles down, kh, tiles across, kw, C) moves all of
+    them: qh qw adds in all, instead of kh kw."""
+    _, ho, wo, kh, kw, c = cols.shape
+    (sh, sw) = stride
+    qh, qw = -(-kh // sh), -(-kw // sw)                                         # ceil
+    n_stride, h_stride, w_stride, c_stride = out.strides
+    for r in range(min(qh, ho)):
+        for t in range(min(qw, wo)):
+            tiles = cols[:, r::qh, t::qw]                                       # (N, down, across, kh, kw, C)
+            down, across = tiles.shape[1], tiles.shape[2]
+            view = xp.lib.stride_tricks.as_strided(
+                out[:, r * sh :, t * sw :], shape=(out.shape[0], down, kh, across, kw, c),
+                strides=(n_stride, qh * sh * h_stride, h_stride, qw * sw * w_stride, w_stride, c_stride))
+            view += tiles.transpose(0, 1, 3, 2, 4, 5)
 
 
 def sample_chunks(samples: int, sample_bytes: int, chunk_bytes: int | None) -> list[tuple[int, int]]:

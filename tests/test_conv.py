@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 import minigan as mg
 from minigan.conv import Conv2d, ConvTranspose2d
-from minigan.im2col import col2im, im2col, sample_chunks
+from minigan.im2col import (add_windows_by_position, add_windows_by_tile_class, col2im, im2col,
+                             sample_chunks)
 from minigan.gradcheck import assert_gradients_close, check_model
 
 from conftest import BACKENDS
@@ -82,6 +83,47 @@ def test_the_transposed_convolution_is_the_adjoint(backend_name, geometry, seed)
     left = float((cols * other).sum())
     right = float((padded * col2im(be.xp, other, padded.shape, kernel, stride)).sum())
     assert abs(left - right) <= 1e-12 * max(1.0, abs(left))
+
+
+def windows_added_one_by_one(cols, padded_shape, kernel, stride):
+    """col2im written as its definition: each row of cols added onto its window, in turn."""
+    (kh, kw), (sh, sw) = kernel, stride
+    n, hp, wp, c = padded_shape
+    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    image = np.zeros(padded_shape)
+    rows = cols.reshape(n, ho, wo, kh, kw, c)
+    for sample in range(n):
+        for a in range(ho):
+            for b in range(wo):
+                image[sample, a * sh : a * sh + kh, b * sw : b * sw + kw] += rows[sample, a, b]
+    return image
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@given(geometry=geometries(), batch=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_col2im_adds_every_row_onto_its_window(backend_name, geometry, batch, seed):
+    """col2im against its definition, into a new array and into a dirty slice of a larger
+    one (as the layers' chunks of samples are); and both of its orders of adding (kernel
+    position by position; disjoint windows a class at a time) for any number of channels."""
+    kernel, stride, padding, channels, _, height, width = geometry
+    be = mg.get_backend(backend_name, "float64", seed=seed)
+    shape = (batch, height + 2 * padding[0], width + 2 * padding[1], channels)
+    cols = np.random.default_rng(seed).standard_normal(im2col(np, np.zeros(shape), kernel, stride).shape)
+    expected = windows_added_one_by_one(cols, shape, kernel, stride)
+    assert np.allclose(be.to_numpy(col2im(be.xp, be.asarray(cols), shape, kernel, stride)), expected,
+                       rtol=1e-13, atol=1e-13)
+    larger = be.asarray(np.full((batch + 2, *shape[1:]), np.nan))
+    col2im(be.xp, be.asarray(cols), shape, kernel, stride, out=larger[1 : batch + 1])
+    written = be.to_numpy(larger)
+    assert np.allclose(written[1 : batch + 1], expected, rtol=1e-13, atol=1e-13)
+    assert np.isnan(written[0]).all() and np.isnan(written[-1]).all()
+    ho, wo = (shape[1] - kernel[0]) // stride[0] + 1, (shape[2] - kernel[1]) // stride[1] + 1
+    windows = be.asarray(cols.reshape(batch, ho, wo, *kernel, channels))
+    for add in (lambda out: add_windows_by_position(windows, out, stride),      # both orders,
+                lambda out: add_windows_by_tile_class(be.xp, windows, out, stride)):  # any channels
+        out = be.xp.zeros(shape)
+        add(out)
+        assert np.allclose(be.to_numpy(out), expected, rtol=1e-13, atol=1e-13)
 
 
 def torch_conv(torch, layer, x, dy):
