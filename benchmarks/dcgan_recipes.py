@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from typing import Any
 
-from minigan import metrics
 from minigan.averaging import shadow_copy, update_average
 from minigan.backend import get_backend
-from minigan.run.arguments import positive
+from minigan.bench.dcgan_quality import (TABLE_HEAD, TABLE_RULE, Scorer, eval_mode_summary, generator_samples,
+                                         table_row)
 from minigan.files import atomic_write_json
-from minigan.model import Sequential
 from minigan.objectives import OBJECTIVES
-from minigan.run.evaluate import fitted_classifier
+from minigan.run.arguments import positive
 from minigan.run.presets import PRESETS, Preset, build_gan
-from minigan.run.realdata import RealData, evaluation_noise
+from minigan.run.realdata import RealData
 from minigan.run.threads import blas_threads
 
 
@@ -85,30 +85,6 @@ def variant_preset(args: argparse.Namespace) -> Preset:
         discriminator_batch_norm=False if args.no_discriminator_batch_norm else None)
 
 
-class Scorer:
-    """The classifier Fréchet distance of a generator's samples, as `minigan eval` computes it
-    (the classifier and the evaluation noise of `seed`), with the classifier trained once."""
-
-    def __init__(self, data: RealData, latent_dim: int, samples: int, seed: int):
-        self.data, self.noise = data, evaluation_noise(latent_dim, samples, seed)  # (samples, latent)
-        self.classifier = fitted_classifier(data.dataset, seed)
-
-    def __call__(self, generator: Sequential, training_mode: bool) -> tuple[float, str]:
-        """The distance of `generator`'s samples drawn in training or evaluation mode, and its
-        worst class as "index: distance" (class by class, as `minigan eval` prints them)."""
-        generator.train(training_mode)
-        try:
-            images = generator.forward(generator.backend.asarray(self.noise))  # (samples, H, W, C)
-        finally:
-            generator.train(True)
-        samples = self.data.to_data_space(generator.backend.to_numpy(images))
-        stats = metrics.image_stats(samples, self.data.dataset, self.classifier)
-        per_class = [(-1.0 if distance is None else distance, label)
-                     for label, distance in enumerate(stats["class_frechet_distance"])]
-        worst_distance, worst_label = max(per_class)
-        return round(stats["frechet_distance"], 2), f"{worst_label}: {worst_distance:.1f}"
-
-
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Trains the variant and returns one row per evaluation."""
     preset = variant_preset(args)
@@ -128,16 +104,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             update_average(average, gan.generator, args.ema)
         trained_s += time.perf_counter() - start
         if (step + 1) % args.eval_every == 0:
-            (eval_mode, worst_class), (train_mode, _) = score(gan.generator, False), score(gan.generator, True)
-            row = {"step": step + 1, "train_s": round(trained_s, 1), "eval_mode": eval_mode,
-                   "worst_class": worst_class, "train_mode": train_mode}
+            row = score.row(step + 1, trained_s, partial(generator_samples, gan.generator))
             if average is not None:
-                row["ema"] = score(average, True)[0]
+                row["ema"] = score(generator_samples(average, score.noise, True))[0]
             rows.append(row)
             average_cell = f"{row['ema']:.2f}" if "ema" in row else "n/a (no --ema)"
-            print(f"| {row['step']:,} | {row['train_s']} | {row['eval_mode']:.2f} | {row['worst_class']} | "
-                  f"{row['train_mode']:.2f} | "
-                  f"{average_cell} |", flush=True)
+            print(f"{table_row(row)} {average_cell} |", flush=True)
             if args.json:
                 atomic_write_json(args.json, {"args": vars(args), "rows": rows})
     return rows
@@ -151,12 +123,11 @@ def main(argv: list[str] | None = None) -> None:
           f"pack {preset.pack}, D steps {preset.d_steps}, label smoothing {preset.label_smoothing:g}, "
           f"batch {preset.batch_size}, D BatchNorm {'on' if preset.discriminator_batch_norm else 'off'}, "
           f"seed {args.seed}\n")
-    print("| step | training s | Fréchet distance (eval mode) | its worst class | train mode | "
-          "weight average (train mode) |")
-    print("|---:|---:|---:|---|---:|---:|")
+    print(f"{TABLE_HEAD} weight average (train mode) |")
+    print(f"{TABLE_RULE}---:|")
     with blas_threads(1):
         rows = run(args)
-    print("\nevaluation mode: " + " / ".join(f"{row['eval_mode']:.2f}" for row in rows))
+    print("\n" + eval_mode_summary(rows))
 
 
 if __name__ == "__main__":

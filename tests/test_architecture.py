@@ -85,7 +85,7 @@ def test_the_application_imports_the_benchmarks_only_inside_the_bench_command():
 @pytest.mark.parametrize("library, owners", [
     ("cupy", {"minigan.backend"}),
     ("cupyx", {"minigan.backend"}),
-    ("torch", {"minigan.bench.torch_reference", "minigan.bench.dcgan"}),
+    ("torch", {"minigan.bench.torch_reference", "minigan.bench.dcgan_torch"}),
     ("matplotlib", {"minigan.plots"}),
     ("mpi4py", {"minigan.distributed"}),
 ])

@@ -1,0 +1,111 @@
+"""The `dcgan` preset's recipe trained in PyTorch and scored by minigan's own metric: the
+PyTorch twin of benchmarks/dcgan_recipes.py's default row, so that the two can be compared.
+
+The networks are `minigan.bench.dcgan_torch.TorchDCGAN` (G z(100) -> Dense -> (128, H/4, W/4) ->
+BatchNorm ReLU -> ConvT 128->64 -> BatchNorm ReLU -> ConvT 64->1 -> Tanh; D Conv 1->64 ->
+LeakyReLU 0.2 -> Conv 64->128 -> BatchNorm LeakyReLU 0.2 -> Dense -> 1 logit; k4 s2 p1,
+weights N(0, 0.02), BatchNorm gamma N(1, 0.02)), trained with pytorch/examples' dcgan step
+(non-saturating loss, D on the real and the fake batch in two passes, Adam with betas
+(0.5, 0.999)) at the preset's learning rate, on the same real batches minigan trains on
+(`RealData(--data, 64, --seed)`, pixels in [-1, 1]); torch is seeded with `--seed`. At every
+evaluation it prints one table row with the classifier Fréchet distance of `--samples`
+samples from the same fixed evaluation noise, scored by the same classifier as
+dcgan_recipes.py (`minigan.bench.dcgan_quality.Scorer`): with G in evaluation mode (running
+BatchNorm statistics) and the class those samples get worst, then in training mode; last,
+the evaluation-mode distances joined as docs/quality.md quotes them. If both plateau at the
+same distance, the recipe, not minigan's code, is what limits the quality.
+
+    python benchmarks/dcgan_torch_quality.py --steps 8000 --eval-every 2000 --json torch.json
+    python benchmarks/dcgan_recipes.py --steps 8000 --eval-every 2000 --json minigan.json
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from minigan.bench.dcgan_torch import TorchDCGAN
+from minigan.bench.dcgan_quality import TABLE_HEAD, TABLE_RULE, Scorer, eval_mode_summary, table_row
+from minigan.files import atomic_write_json
+from minigan.run.arguments import int_at_least, positive
+from minigan.run.presets import PRESETS
+from minigan.run.realdata import RealData
+from minigan.run.threads import blas_threads
+
+PRESET = PRESETS["dcgan"]  # the recipe; TorchDCGAN builds its networks (tests check they match)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["idx", "digits"], default="idx")
+    parser.add_argument("--lr", type=float, default=PRESET.lr, help="Adam's learning rate of D and G")
+    parser.add_argument("--steps", type=int, default=8000)
+    parser.add_argument("--eval-every", type=int, default=2000)
+    parser.add_argument("--samples", type=int_at_least(2), default=2500, help="samples per evaluation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=positive, default=1, help="torch threads (and NumPy's BLAS threads)")
+    parser.add_argument("--json", help="write the rows to this file")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or not 1 <= args.eval_every <= args.steps:
+        parser.error("--steps must be >= 1 and --eval-every in [1, --steps]")
+    if not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
+    return args
+
+
+def torch_samples(model: TorchDCGAN, noise: np.ndarray, training_mode: bool) -> np.ndarray:
+    """G's images (n, H, W, C) of `noise` (n, latent) in training or evaluation mode, as
+    NumPy; G is left in training mode."""
+    torch = model.torch
+    model.G.train(training_mode)
+    try:
+        with torch.no_grad():
+            images = model.G(torch.from_numpy(noise.astype(np.float32)))  # (n, C, H, W)
+    finally:
+        model.G.train(True)
+    return images.permute(0, 2, 3, 1).numpy()
+
+
+def run(args: argparse.Namespace, torch: Any) -> list[dict[str, Any]]:
+    """Trains the twin and returns one row per evaluation."""
+    data = RealData(args.data, PRESET.batch_size, args.seed, image_layout=True, symmetric=True)
+    model = TorchDCGAN(torch, PRESET.batch_size, lr=args.lr, seed=args.seed, image=data.shape)
+    score = Scorer(data, PRESET.latent_dim, args.samples, args.seed)
+    rows, trained_s = [], 0.0
+    for step in range(args.steps):
+        start = time.perf_counter()
+        real = torch.from_numpy(data.batch(step)).permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+        model.train_step(real)
+        trained_s += time.perf_counter() - start
+        if (step + 1) % args.eval_every == 0:
+            row = score.row(step + 1, trained_s, partial(torch_samples, model))
+            rows.append(row)
+            print(table_row(row), flush=True)
+            if args.json:
+                atomic_write_json(args.json, {"args": vars(args), "rows": rows})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        sys.exit("this benchmark needs PyTorch: pip install torch==2.13.0")
+    torch.set_num_threads(args.threads)
+    print(f"### dcgan recipe in PyTorch on {args.data}: lr D and G {args.lr}, betas {PRESET.betas}, "
+          f"loss {PRESET.loss}, G {PRESET.generator_hidden}, D {PRESET.discriminator_hidden}, "
+          f"batch {PRESET.batch_size}, seed {args.seed}, {args.threads} torch thread(s)\n")
+    print(TABLE_HEAD)
+    print(TABLE_RULE)
+    with blas_threads(args.threads):
+        rows = run(args, torch)
+    print("\n" + eval_mode_summary(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The quality measure of the DCGAN recipe benchmarks (benchmarks/dcgan_recipes.py and its
+PyTorch twin benchmarks/dcgan_torch_quality.py): the classifier Fréchet distance of a
+generator's samples from the fixed evaluation noise, as `minigan eval` computes it, and
+the table both scripts print, one row per evaluation."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import metrics
+from ..model import Sequential
+from ..run.evaluate import fitted_classifier
+from ..run.realdata import RealData, evaluation_noise
+
+TABLE_HEAD = "| step | training s | Fréchet distance (eval mode) | its worst class | train mode |"
+TABLE_RULE = "|---:|---:|---:|---|---:|"
+
+# draw(noise (samples, latent), training_mode) -> images (samples, H, W, C) in model space, NumPy
+Draw = Callable[[np.ndarray, bool], np.ndarray]
+
+
+class Scorer:
+    """The classifier Fréchet distance of a generator's samples, as `minigan eval` computes it
+    (the classifier and the evaluation noise of `seed`), with the classifier trained once."""
+
+    def __init__(self, data: RealData, latent_dim: int, samples: int, seed: int):
+        self.data, self.noise = data, evaluation_noise(latent_dim, samples, seed)  # (samples, latent)
+        self.classifier = fitted_classifier(data.dataset, seed)
+
+    def __call__(self, images: np.ndarray) -> tuple[float, str]:
+        """The distance of `images` (samples, H, W, C), drawn from `noise` in model space, and
+        its worst class as "index: distance" (class by class, as `minigan eval` prints them)."""
+        samples = self.data.to_data_space(images)  # (samples, pixels)
+        stats = metrics.image_stats(samples, self.data.dataset, self.classifier)
+        per_class = [(-1.0 if distance is None else distance, label)
+                     for label, distance in enumerate(stats["class_frechet_distance"])]
+        worst_distance, worst_label = max(per_class)
+        return round(stats["frechet_distance"], 2), f"{worst_label}: {worst_distance:.1f}"
+
+    def row(self, step: int, trained_s: float, draw: Draw) -> dict[str, Any]:
+        """One table row: the distances of `draw`'s samples in evaluation mode (running
+        BatchNorm statistics) with their worst class, then in training mode (the samples'
+        own batch statistics)."""
+        (eval_mode, worst_class), (train_mode, _) = self(draw(self.noise, False)), self(draw(self.noise, True))
+        return {"step": step, "train_s": round(trained_s, 1), "eval_mode": eval_mode,
+                "worst_class": worst_class, "train_mode": train_mode}
+
+
+def generator_samples(generator: Sequential, noise: np.ndarray, training_mode: bool) -> np.ndarray:
+    """A minigan generator's images (n, H, W, C) of `noise` (n, latent) in training or
+    evaluation mode, as NumPy; the generator is left in training mode."""
+    generator.train(training_mode)
+    try:
+        images = generator.forward(generator.backend.asarray(noise))  # (n, H, W, C)
+    finally:
+        generator.train(True)
+    return generator.backend.to_numpy(images)
+
+
+def table_row(row: dict[str, Any]) -> str:
+    """The row's cells under TABLE_HEAD."""
+    return (f"| {row['step']:,} | {row['train_s']} | {row['eval_mode']:.2f} | {row['worst_class']} | "
+            f"{row['train_mode']:.2f} |")
+
+
+def eval_mode_summary(rows: list[dict[str, Any]]) -> str:
+    """The evaluation-mode distances joined as docs/quality.md quotes them."""
+    return "evaluation mode: " + " / ".join(f"{row['eval_mode']:.2f}" for row in rows)
