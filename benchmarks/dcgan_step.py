@@ -11,8 +11,18 @@ at the same shapes). Then, unless `--no-layers`, forward and backward ms of ever
 G and D on both sides; last, the CPU and the BLAS each side uses. What is measured, and
 the PyTorch worker process, are in `minigan.bench.dcgan`.
 
+With `--processes K` a third side takes its turn in every round: minigan data parallel on
+K processes under mpirun (`threads / K` BLAS threads each, at least one; synchronised
+BatchNorm, so that the K processes compute the one-process step up to summation order),
+started fresh for each round by `minigan.bench.scaling` (over loopback TCP unless
+`--mpirun-args` says otherwise), whose rank 0 reports the median over 3 blocks of
+`--repeats` steps after 2 untimed ones. A second table sets it against
+PyTorch on `--threads` threads: both sides then use the same cores.
+
     python benchmarks/dcgan_step.py                                  # batch 64 and 256, 5 rounds
     python benchmarks/dcgan_step.py --batch-sizes 64 --rounds 3 --no-layers --json /tmp/dcgan.json
+    python benchmarks/dcgan_step.py --threads 2 --processes 2 --no-layers
+    python benchmarks/dcgan_step.py --threads 2 --processes 2 --no-layers --mpirun-args=--oversubscribe
 """
 from __future__ import annotations
 
@@ -22,26 +32,38 @@ import statistics
 import sys
 from typing import Any, Callable
 
-from minigan.run.arguments import positive
-from minigan.bench.dcgan import MiniganDCGAN, TorchWorker
+from minigan.bench.dcgan import MiniganDCGAN
+from minigan.bench.dcgan_torch import TorchWorker
 from minigan.bench.machine import OtherLoad, describe, format_machine
+from minigan.bench.scaling import LOOPBACK, run_configuration
 from minigan.bench.timing import Run, Summary, alternate
+from minigan.distributed import find_mpirun
 from minigan.files import atomic_write_json
+from minigan.run.arguments import positive
 from minigan.run.threads import blas_threads
 
-SIDES = ("minigan", "torch")
+SIDES = ("minigan", "torch", "minigan_parallel")  # the last with --processes K > 1
+
+
+def parallel_step_ms(batch: int, processes: int, threads: int, repeats: int, mpirun_args: str = LOOPBACK) -> float:
+    """ms per step of the `dcgan` preset at global `batch` on `processes` data-parallel
+    processes (synchronised BatchNorm, threads // processes BLAS threads each, at least one)."""
+    timing = argparse.Namespace(warmup=2, steps=repeats, blocks=3, mpirun_args=mpirun_args)
+    configuration = (processes, max(1, threads // processes), False, True)  # no busy polling, sync BN
+    return run_configuration("dcgan", batch, configuration, timing)["ms_per_step"]
 
 
 def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, threads: int = 2,
-                  layers: bool = True, torch: bool = True,
+                  layers: bool = True, torch: bool = True, processes: int = 1, mpirun_args: str = LOOPBACK,
                   progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
-    """Measures every batch size (module docstring); PyTorch only when `torch` and installed.
+    """Measures every batch size (module docstring); PyTorch only when `torch` and installed,
+    minigan on `processes` data-parallel processes too when there are more than one.
 
     Returns:
         {"steps": one row per batch, "layers": {batch: one row per layer}, "machine": notes}.
     """
     worker = TorchWorker(threads) if torch and importlib.util.find_spec("torch") is not None else None
-    sides = SIDES if worker else SIDES[:1]
+    sides = [side for side in SIDES if (side != "torch" or worker) and (side != "minigan_parallel" or processes > 1)]
     results: dict[str, Any] = {"steps": [], "layers": {}}
     others = OtherLoad()
     try:
@@ -52,6 +74,8 @@ def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, thread
             def measure(batch: int, side: str) -> float:
                 if side == "torch":
                     return worker.ask("step", batch, repeats)["ms"]
+                if side == "minigan_parallel":
+                    return parallel_step_ms(batch, processes, threads, repeats, mpirun_args)
                 step_ms = models[batch].step_ms(repeats)
                 products[batch].append(models[batch].products_ms(repeats))
                 return step_ms
@@ -92,6 +116,8 @@ def step_row(batch: int, runs: dict[str, list[Run]], products: list[float], flop
         row[f"{side}_spread"] = [summary.low, summary.high] if summary else None
         row[f"{side}_first_second"] = [summary.when_first, summary.when_second] if summary else None
     row["ratio"] = row["torch_ms"] / row["minigan_ms"] if row["torch_ms"] else None
+    row["parallel_ratio"] = (row["torch_ms"] / row["minigan_parallel_ms"]
+                             if row["torch_ms"] and row["minigan_parallel_ms"] else None)
     row["products_ms"] = statistics.median(products)
     row["products_share"] = row["products_ms"] / row["minigan_ms"]
     row["products_gflops"] = flop / row["products_ms"] / 1e6
@@ -122,6 +148,17 @@ def format_step_table(steps: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_parallel_table(steps: list[dict[str, Any]], processes: int, threads: int) -> str:
+    """batch | minigan on `processes` processes ms (spread) | torch ms (spread) | ratio."""
+    lines = [f"| batch | minigan, {processes} processes ms (spread) | torch, {threads} threads ms (spread) "
+             f"| ratio torch/minigan |", "|---:|---:|---:|---:|"]
+    for row in steps:
+        ratio = f"{row['parallel_ratio']:.2f}x" if row["parallel_ratio"] else "n/a"
+        lines.append(f"| {row['batch']} | {_ms(row['minigan_parallel_ms'], row['minigan_parallel_spread'])} "
+                     f"| {_ms(row['torch_ms'], row['torch_spread'])} | {ratio} |")
+    return "\n".join(lines)
+
+
 def format_layer_table(rows: list[dict[str, Any]]) -> str:
     """network | layer | shape in -> out | minigan / torch forward ms | minigan / torch backward ms."""
     lines = ["| network | layer | shape in -> out (HWC) | minigan fwd ms | torch fwd ms "
@@ -142,12 +179,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=positive, default=2, help="BLAS threads (NumPy) and torch threads")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")
-    parser.add_argument("--no-torch", action="store_true", help="minigan only")
+    parser.add_argument("--no-torch", action="store_true", help="minigan only (and its data-parallel side)")
+    parser.add_argument("--processes", type=positive, default=1,
+                        help="also time minigan data parallel on this many processes (needs mpirun)")
+    parser.add_argument("--mpirun-args", default=LOOPBACK,
+                        help=f"mpirun options of --processes (default: loopback TCP, {LOOPBACK}; "
+                             "--mpirun-args=--oversubscribe: Open MPI's default, shared memory)")
     args = parser.parse_args(argv)
+    if args.processes > 1:
+        if find_mpirun() is None:
+            parser.error("--processes needs mpi4py and Open MPI's mpirun: pip install 'minigan[mpi]'")
+        uneven = [batch for batch in args.batch_sizes if batch % args.processes]
+        if uneven:
+            parser.error(f"every batch size must be divisible by --processes {args.processes}, got {uneven}")
     results = run_benchmark(args.batch_sizes, args.rounds, args.repeats, args.threads, layers=not args.no_layers,
-                            torch=not args.no_torch, progress=lambda message: print(message, file=sys.stderr))
+                            torch=not args.no_torch, processes=args.processes, mpirun_args=args.mpirun_args,
+                            progress=lambda message: print(message, file=sys.stderr))
     print(f"## DCGAN step, float32 CPU ({args.rounds} rounds x {args.repeats} steps)\n")
     print(format_step_table(results["steps"]))
+    if args.processes > 1:
+        print(f"\n## minigan data parallel on {args.processes} processes against PyTorch on "
+              f"{args.threads} threads\n")
+        print(format_parallel_table(results["steps"], args.processes, args.threads))
     for batch, rows in results["layers"].items():
         print(f"\n## Layers at batch {batch} (backward: parameter and input gradients)\n")
         print(format_layer_table(rows))

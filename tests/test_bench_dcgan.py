@@ -69,6 +69,23 @@ def test_minigan_tables_and_json(tmp_path, capsys):
         assert row["minigan_forward_ms"] > 0 and row["minigan_backward_ms"] > 0
 
 
+def test_the_data_parallel_side_is_set_against_pytorch_round_by_round():
+    from minigan.bench.timing import Run
+    script = load_script()
+    runs = {"minigan": [Run(10.0, True, 0), Run(12.0, False, 1)], "torch": [Run(9.0, False, 0), Run(8.0, True, 1)],
+            "minigan_parallel": [Run(6.0, False, 0), Run(4.0, False, 1)]}
+    row = script.step_row(64, runs, [5.0], 10**9)
+    assert row["minigan_parallel_ms"] == 5.0 and row["minigan_parallel_spread"] == [4.0, 6.0]
+    assert row["minigan_parallel_first_second"] == [None, 5.0]
+    assert row["ratio"] == pytest.approx(8.5 / 11.0) and row["parallel_ratio"] == pytest.approx(8.5 / 5.0)
+    table = script.format_parallel_table([row], 2, 2).splitlines()
+    assert table[0] == ("| batch | minigan, 2 processes ms (spread) | torch, 2 threads ms (spread) "
+                        "| ratio torch/minigan |")
+    assert table[2] == "| 64 | 5.00 (4.00-6.00) | 8.50 (8.00-9.00) | 1.70x |"
+    del runs["minigan_parallel"]
+    assert script.step_row(64, runs, [5.0], 10**9)["parallel_ratio"] is None
+
+
 def test_torch_rows_come_from_the_child_process():
     pytest.importorskip("torch", reason="the PyTorch reference (pip install torch==2.13.0)")
     torch_was_imported = "torch" in sys.modules

@@ -207,3 +207,29 @@ def test_the_scaling_benchmark_prints_one_row_per_configuration(tmp_path):
     assert rows[0]["speedup"] == 1.0 and rows[0]["allreduce_share"] == 0.0
     assert all(row["ms_per_step"] > 0 and 0 < row["allreduce_share"] < 1 for row in rows[2:])
     assert result.stdout.count("| ring8 | 16 |") == 5
+
+
+def test_the_dcgan_step_benchmark_times_minigan_on_two_processes_in_every_round(tmp_path):
+    """`dcgan_step.py --processes 2`: a third side, data parallel under mpirun, takes its turn
+    in each round (each side goes first once in two rounds) and gets its own table."""
+    result = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "dcgan_step.py"),
+                             "--batch-sizes", "4", "--rounds", "2", "--repeats", "1", "--threads", "2",
+                             "--processes", "2", "--no-layers", "--no-torch", "--json", str(tmp_path / "d.json")],
+                            capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (step,) = json.loads((tmp_path / "d.json").read_text())["steps"]
+    low, high = step["minigan_parallel_spread"]
+    assert 0 < low <= step["minigan_parallel_ms"] <= high
+    assert step["minigan_parallel_first_second"][0] is not None and step["minigan_parallel_first_second"][1] is not None
+    assert step["parallel_ratio"] is None and step["torch_ms"] is None  # no PyTorch side
+    assert "## minigan data parallel on 2 processes against PyTorch on 2 threads" in result.stdout
+    assert f"| 4 | {step['minigan_parallel_ms']:.2f} ({low:.2f}-{high:.2f}) | n/a | n/a |" in result.stdout
+
+
+def test_the_dcgan_step_benchmark_refuses_a_batch_the_processes_cannot_share():
+    result = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "dcgan_step.py"),
+                             "--batch-sizes", "64", "5", "--processes", "2"], capture_output=True, text=True,
+                            env=ENV, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "every batch size must be divisible by --processes 2, got [5]")
