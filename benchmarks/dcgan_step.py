@@ -63,7 +63,7 @@ def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, thread
         {"steps": one row per batch, "layers": {batch: one row per layer}, "machine": notes}.
     """
     worker = TorchWorker(threads) if torch and importlib.util.find_spec("torch") is not None else None
-    sides = [side for side in SIDES if (side != "torch" or worker) and (side != "minigan_parallel" or processes > 1)]
+    sides = ["minigan"] + (["torch"] if worker else []) + (["minigan_parallel"] if processes > 1 else [])
     results: dict[str, Any] = {"steps": [], "layers": {}}
     others = OtherLoad()
     try:

@@ -15,8 +15,12 @@ BatchNorm statistics) and the class those samples get worst, then in training mo
 the evaluation-mode distances joined as docs/quality.md quotes them. If both plateau at the
 same distance, the recipe, not minigan's code, is what limits the quality.
 
+`--spectral-norm` trains a variant minigan does not have yet: D's convolutions and dense
+layer spectrally normalised (Miyato et al. 2018), and no BatchNorm in D.
+
     python benchmarks/dcgan_torch_quality.py --steps 8000 --eval-every 2000 --json torch.json
     python benchmarks/dcgan_recipes.py --steps 8000 --eval-every 2000 --json minigan.json
+    python benchmarks/dcgan_torch_quality.py --spectral-norm --lr 2e-4
 """
 from __future__ import annotations
 
@@ -48,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int_at_least(2), default=2500, help="samples per evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=positive, default=1, help="torch threads (and NumPy's BLAS threads)")
+    parser.add_argument("--spectral-norm", action="store_true",
+                        help="D spectrally normalised (Miyato et al. 2018) and without BatchNorm")
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args(argv)
     if args.steps < 1 or not 1 <= args.eval_every <= args.steps:
@@ -73,7 +79,8 @@ def torch_samples(model: TorchDCGAN, noise: np.ndarray, training_mode: bool) -> 
 def run(args: argparse.Namespace, torch: Any) -> list[dict[str, Any]]:
     """Trains the twin and returns one row per evaluation."""
     data = RealData(args.data, PRESET.batch_size, args.seed, image_layout=True, symmetric=True)
-    model = TorchDCGAN(torch, PRESET.batch_size, lr=args.lr, seed=args.seed, image=data.shape)
+    model = TorchDCGAN(torch, PRESET.batch_size, lr=args.lr, seed=args.seed, image=data.shape,
+                       spectral_norm=args.spectral_norm)
     score = Scorer(data, PRESET.latent_dim, args.samples, args.seed)
     rows, trained_s = [], 0.0
     for step in range(args.steps):
@@ -99,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     print(f"### dcgan recipe in PyTorch on {args.data}: lr D and G {args.lr}, betas {PRESET.betas}, "
           f"loss {PRESET.loss}, G {PRESET.generator_hidden}, D {PRESET.discriminator_hidden}, "
-          f"batch {PRESET.batch_size}, seed {args.seed}, {args.threads} torch thread(s)\n")
+          f"batch {PRESET.batch_size}, D {'spectrally normalised, no BatchNorm' if args.spectral_norm else 'with BatchNorm'}, "
+          f"seed {args.seed}, {args.threads} torch thread(s)\n")
     print(TABLE_HEAD)
     print(TABLE_RULE)
     with blas_threads(args.threads):

@@ -115,3 +115,24 @@ def test_samples_are_channels_last_in_either_mode_and_leave_g_training(torch):
     np.testing.assert_array_equal(evaluation, expected)
     training = script.torch_samples(model, noise, True)
     assert model.G.training and training.shape == (5, *DIGITS) and not np.allclose(training, evaluation)
+
+
+def test_the_spectrally_normalised_discriminator_has_no_batchnorm_and_unit_spectral_norms(torch):
+    model = TorchDCGAN(torch, 4, image=DIGITS, spectral_norm=True)
+    nn = torch.nn
+    kinds = (nn.Conv2d, nn.LeakyReLU, nn.Conv2d, nn.LeakyReLU, nn.Flatten, nn.Linear)  # no BatchNorm2d
+    assert len(model.D) == len(kinds) and all(isinstance(m, kind) for m, kind in zip(model.D, kinds))
+    assert any(isinstance(module, nn.BatchNorm2d) for module in TorchDCGAN(torch, 4, image=DIGITS).D)
+    normalised = [module for module in model.D if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert all(torch.nn.utils.parametrize.is_parametrized(module, "weight") for module in normalised)
+    for _ in range(5):
+        model.train_step()
+    with torch.no_grad():
+        for _ in range(300):  # each forward pass in training runs one power iteration
+            model.D(model.real)
+        norms = [torch.linalg.matrix_norm(module.weight.reshape(module.weight.shape[0], -1), ord=2).item()
+                 for module in normalised]
+        raw = [torch.linalg.matrix_norm(module.parametrizations.weight.original.reshape(
+            module.weight.shape[0], -1), ord=2).item() for module in normalised]
+    assert all(abs(norm - 1) < 1e-3 for norm in norms), norms  # W / sigma(W): largest singular value 1
+    assert all(abs(norm - 1) > 0.1 for norm in raw), raw       # the weights themselves are not

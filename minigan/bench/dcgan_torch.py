@@ -24,10 +24,12 @@ from .timing import PAUSE_S, timed_block
 class TorchDCGAN:
     """The same networks in idiomatic PyTorch (NCHW) for `image`s (H, W, C) with sides divisible
     by 4, pytorch/examples' dcgan step: Adam(`lr`, betas (0.5, 0.999)), torch seeded with `seed`.
-    Built only in the worker process and by benchmarks/dcgan_torch_quality.py."""
+    With `spectral_norm`, D's convolutions and dense layer are spectrally normalised (Miyato et
+    al. 2018: torch's parametrisation, one power iteration per forward pass in training) and D
+    has no BatchNorm. Built only in the worker process and by benchmarks/dcgan_torch_quality.py."""
 
     def __init__(self, torch: Any, batch: int, lr: float = 2e-4, seed: int = 0,
-                 image: tuple[int, int, int] = IMAGE):
+                 image: tuple[int, int, int] = IMAGE, spectral_norm: bool = False):
         nn = self.nn = torch.nn
         self.torch, self.batch = torch, batch
         torch.manual_seed(seed)
@@ -38,10 +40,14 @@ class TorchDCGAN:
             nn.ConvTranspose2d(64, channels, 4, 2, 1), nn.Tanh())
         self.D = nn.Sequential(
             nn.Conv2d(channels, 64, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2, inplace=True),
-            nn.Flatten(), nn.Linear(128 * height * width, 1))
+            nn.Conv2d(64, 128, 4, 2, 1), *([] if spectral_norm else [nn.BatchNorm2d(128)]),
+            nn.LeakyReLU(0.2, inplace=True), nn.Flatten(), nn.Linear(128 * height * width, 1))
         for model in (self.G, self.D):
             model.apply(self._dcgan_init)
+        if spectral_norm:  # after the initialisation, which writes the weights themselves
+            for index, module in enumerate(self.D):
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    self.D[index] = nn.utils.parametrizations.spectral_norm(module)
         self.g_opt = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(0.5, 0.999))
         self.d_opt = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(0.5, 0.999))
         self.criterion = nn.BCEWithLogitsLoss()
