@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -34,10 +35,7 @@ CASES = (
     ("G 7 ConvTranspose2d forward; D 0 Conv2d dx", (30, 30, 1), 4, 2),
     ("a 3x3 convolution's dx, stride 1", (16, 16, 32), 3, 1),
 )
-ORDERS = {
-    "kernel position": lambda windows, out, stride: add_windows_by_position(windows, out, stride),
-    "tile class": lambda windows, out, stride: add_windows_by_tile_class(np, windows, out, stride),
-}
+ORDERS = {"kernel position": add_windows_by_position, "tile class": partial(add_windows_by_tile_class, np)}
 
 
 def chunked_col2im(add: Callable[..., None], windows: Any, out: Any, stride: tuple[int, int]) -> Callable[[], None]:

@@ -26,8 +26,8 @@ from typing import Any
 
 from minigan.averaging import shadow_copy, update_average
 from minigan.backend import get_backend
-from minigan.bench.dcgan_quality import (TABLE_HEAD, TABLE_RULE, Scorer, eval_mode_summary, generator_samples,
-                                         table_row)
+from minigan.bench.dcgan_quality import (TABLE_HEAD, TABLE_RULE, Scorer, add_run_arguments, check_run_arguments,
+                                         eval_mode_summary, generator_samples, table_row)
 from minigan.files import atomic_write_json
 from minigan.objectives import OBJECTIVES
 from minigan.run.arguments import positive
@@ -38,8 +38,7 @@ from minigan.run.threads import blas_threads
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=["idx", "digits"], default="idx")
-    parser.add_argument("--lr", type=float, default=PRESETS["dcgan"].lr, help="Adam's learning rate of D and G")
+    add_run_arguments(parser)
     parser.add_argument("--lr-d", type=float, help="D's learning rate (default --lr)")
     parser.add_argument("--lr-g", type=float, help="G's learning rate (default --lr)")
     parser.add_argument("--lr-decay", choices=["none", "linear"], default="none", help="linear: to 0 over the run")
@@ -53,15 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive, help="default: the preset's")
     parser.add_argument("--no-discriminator-batch-norm", action="store_true",
                         help="D without BatchNorm (then one pass over the real and fake batch)")
-    parser.add_argument("--steps", type=int, default=8000)
-    parser.add_argument("--eval-every", type=int, default=2000)
-    parser.add_argument("--samples", type=int, default=2500, help="samples per evaluation")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args(argv)
-    if args.steps < 1 or not 1 <= args.eval_every <= args.steps:
-        parser.error("--steps must be >= 1 and --eval-every in [1, --steps]")
-    for name in ("lr", "lr_d", "lr_g"):
+    check_run_arguments(parser, args)
+    for name in ("lr_d", "lr_g"):
         value = getattr(args, name)
         if value is not None and not value > 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")

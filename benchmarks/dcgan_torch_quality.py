@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 
 from minigan.bench.dcgan_torch import TorchDCGAN
-from minigan.bench.dcgan_quality import TABLE_HEAD, TABLE_RULE, Scorer, eval_mode_summary, table_row
+from minigan.bench.dcgan_quality import (TABLE_HEAD, TABLE_RULE, Scorer, add_run_arguments, check_run_arguments,
+                                         eval_mode_summary, table_row)
 from minigan.files import atomic_write_json
-from minigan.run.arguments import int_at_least, positive
+from minigan.run.arguments import positive
 from minigan.run.presets import PRESETS
 from minigan.run.realdata import RealData
 from minigan.run.threads import blas_threads
@@ -45,21 +46,12 @@ PRESET = PRESETS["dcgan"]  # the recipe; TorchDCGAN builds its networks (tests c
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=["idx", "digits"], default="idx")
-    parser.add_argument("--lr", type=float, default=PRESET.lr, help="Adam's learning rate of D and G")
-    parser.add_argument("--steps", type=int, default=8000)
-    parser.add_argument("--eval-every", type=int, default=2000)
-    parser.add_argument("--samples", type=int_at_least(2), default=2500, help="samples per evaluation")
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_arguments(parser)
     parser.add_argument("--threads", type=positive, default=1, help="torch threads (and NumPy's BLAS threads)")
     parser.add_argument("--spectral-norm", action="store_true",
                         help="D spectrally normalised (Miyato et al. 2018) and without BatchNorm")
-    parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args(argv)
-    if args.steps < 1 or not 1 <= args.eval_every <= args.steps:
-        parser.error("--steps must be >= 1 and --eval-every in [1, --steps]")
-    if not args.lr > 0:
-        parser.error(f"--lr must be > 0, got {args.lr}")
+    check_run_arguments(parser, args)
     return args
 
 

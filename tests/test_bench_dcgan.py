@@ -151,3 +151,16 @@ def test_the_twin_shares_parameters_and_keeps_its_own_gradients_and_buffers():
     assert not np.shares_memory(twin.grads, D.grads) and not np.shares_memory(twin.layers[3].running_mean, D.buffers)
     x = np.random.default_rng(0).standard_normal((4, 28, 28, 1)).astype(np.float32)
     np.testing.assert_array_equal(twin.forward(x), D.forward(x))  # the same function of the same parameters
+
+
+def test_the_col2im_benchmark_times_both_orders_for_every_case(capsys):
+    script = load_benchmark_script("col2im_orders")
+    rows = script.run_benchmark([2, 3], rounds=2, repeats=1)
+    assert [(row["case"], row["image"][0]) for row in rows] == [(case[0], batch) for case in script.CASES
+                                                                for batch in (2, 3)]
+    for row in rows:
+        assert row["kernel position"] > 0 and row["tile class"] > 0
+        assert row["picked"] == ("kernel position" if row["image"][3] == 1 else "tile class")  # col2im's rule
+    script.main(["--batch-sizes", "2", "--rounds", "1", "--repeats", "1"])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "(2, " in line]
+    assert len(table) == len(script.CASES)

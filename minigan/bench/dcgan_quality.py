@@ -1,16 +1,19 @@
 """The quality measure of the DCGAN recipe benchmarks (benchmarks/dcgan_recipes.py and its
 PyTorch twin benchmarks/dcgan_torch_quality.py): the classifier Fréchet distance of a
-generator's samples from the fixed evaluation noise, as `minigan eval` computes it, and
-the table both scripts print, one row per evaluation."""
+generator's samples from the fixed evaluation noise, as `minigan eval` computes it, the
+table both scripts print, one row per evaluation, and the options of a run they share."""
 from __future__ import annotations
 
+import argparse
 from typing import Any, Callable
 
 import numpy as np
 
 from .. import metrics
 from ..model import Sequential
+from ..run.arguments import int_at_least
 from ..run.evaluate import fitted_classifier
+from ..run.presets import PRESETS
 from ..run.realdata import RealData, evaluation_noise
 
 TABLE_HEAD = "| step | training s | Fréchet distance (eval mode) | its worst class | train mode |"
@@ -18,6 +21,27 @@ TABLE_RULE = "|---:|---:|---:|---|---:|"
 
 # draw(noise (samples, latent), training_mode) -> images (samples, H, W, C) in model space, NumPy
 Draw = Callable[[np.ndarray, bool], np.ndarray]
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a recipe run both scripts take: the data, Adam's learning rate, the
+    run's length and evaluations, the seed and the JSON file of the rows."""
+    parser.add_argument("--data", choices=["idx", "digits"], default="idx")
+    parser.add_argument("--lr", type=float, default=PRESETS["dcgan"].lr, help="Adam's learning rate of D and G")
+    parser.add_argument("--steps", type=int, default=8000)
+    parser.add_argument("--eval-every", type=int, default=2000)
+    parser.add_argument("--samples", type=int_at_least(2), default=2500, help="samples per evaluation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the rows to this file")
+
+
+def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One line and exit 2 (`parser.error`) for a run that cannot be: fewer than 1 step, an
+    evaluation interval outside [1, steps], a learning rate <= 0."""
+    if args.steps < 1 or not 1 <= args.eval_every <= args.steps:
+        parser.error("--steps must be >= 1 and --eval-every in [1, --steps]")
+    if not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
 
 
 class Scorer:
