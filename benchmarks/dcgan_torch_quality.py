@@ -15,12 +15,15 @@ BatchNorm statistics) and the class those samples get worst, then in training mo
 the evaluation-mode distances joined as docs/quality.md quotes them. If both plateau at the
 same distance, the recipe, not minigan's code, is what limits the quality.
 
-`--spectral-norm` trains a variant minigan does not have yet: D's convolutions and dense
-layer spectrally normalised (Miyato et al. 2018), and no BatchNorm in D.
+Two variants minigan does not have yet, each with no BatchNorm in D: `--spectral-norm`
+spectrally normalises D's convolutions and dense layer (Miyato et al. 2018), and
+`--r1-gamma G` adds the R1 penalty (G / 2) mean ||grad_x D(x)||^2 on the real batch to D's
+loss (Mescheder et al. 2018).
 
     python benchmarks/dcgan_torch_quality.py --steps 8000 --eval-every 2000 --json torch.json
     python benchmarks/dcgan_recipes.py --steps 8000 --eval-every 2000 --json minigan.json
     python benchmarks/dcgan_torch_quality.py --spectral-norm --lr 2e-4
+    python benchmarks/dcgan_torch_quality.py --r1-gamma 1
 """
 from __future__ import annotations
 
@@ -50,9 +53,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=positive, default=1, help="torch threads (and NumPy's BLAS threads)")
     parser.add_argument("--spectral-norm", action="store_true",
                         help="D spectrally normalised (Miyato et al. 2018) and without BatchNorm")
+    parser.add_argument("--r1-gamma", type=float, default=0.0,
+                        help="with gamma > 0: the R1 penalty on real data (Mescheder et al. 2018), D without BatchNorm")
     args = parser.parse_args(argv)
     check_run_arguments(parser, args)
+    if not args.r1_gamma >= 0:
+        parser.error(f"--r1-gamma must be >= 0, got {args.r1_gamma}")
     return args
+
+
+def discriminator_description(args: argparse.Namespace) -> str:
+    """How D is regularised, as the header line says it."""
+    parts = (["spectrally normalised"] if args.spectral_norm else []) + \
+        ([f"R1 penalty gamma {args.r1_gamma:g}"] if args.r1_gamma else [])
+    return ", ".join(parts) + ", no BatchNorm" if parts else "with BatchNorm"
 
 
 def torch_samples(model: TorchDCGAN, noise: np.ndarray, training_mode: bool) -> np.ndarray:
@@ -72,7 +86,7 @@ def run(args: argparse.Namespace, torch: Any) -> list[dict[str, Any]]:
     """Trains the twin and returns one row per evaluation."""
     data = RealData(args.data, PRESET.batch_size, args.seed, image_layout=True, symmetric=True)
     model = TorchDCGAN(torch, PRESET.batch_size, lr=args.lr, seed=args.seed, image=data.shape,
-                       spectral_norm=args.spectral_norm)
+                       spectral_norm=args.spectral_norm, r1_gamma=args.r1_gamma)
     score = Scorer(data, PRESET.latent_dim, args.samples, args.seed)
     rows, trained_s = [], 0.0
     for step in range(args.steps):
@@ -98,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     print(f"### dcgan recipe in PyTorch on {args.data}: lr D and G {args.lr}, betas {PRESET.betas}, "
           f"loss {PRESET.loss}, G {PRESET.generator_hidden}, D {PRESET.discriminator_hidden}, "
-          f"batch {PRESET.batch_size}, D {'spectrally normalised, no BatchNorm' if args.spectral_norm else 'with BatchNorm'}, "
+          f"batch {PRESET.batch_size}, D {discriminator_description(args)}, "
           f"seed {args.seed}, {args.threads} torch thread(s)\n")
     print(TABLE_HEAD)
     print(TABLE_RULE)

@@ -136,3 +136,39 @@ def test_the_spectrally_normalised_discriminator_has_no_batchnorm_and_unit_spect
             module.weight.shape[0], -1), ord=2).item() for module in normalised]
     assert all(abs(norm - 1) < 1e-3 for norm in norms), norms  # W / sigma(W): largest singular value 1
     assert all(abs(norm - 1) > 0.1 for norm in raw), raw       # the weights themselves are not
+
+
+def test_the_r1_discriminator_has_no_batchnorm_and_its_penalty_is_the_squared_input_gradient(torch):
+    model = TorchDCGAN(torch, 3, image=DIGITS, r1_gamma=4.0)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in model.D)
+    model.D.double()
+    real = torch.rand(3, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    penalty = model.r1_penalty(real, model.D(real)).item()
+    # the input gradient by central differences, one pixel at a time (D maps each example alone)
+    flat, h, squares = real.detach().reshape(3, -1), 1e-6, np.zeros(3)
+    with torch.no_grad():
+        for pixel in range(flat.shape[1]):
+            up, down = flat.clone(), flat.clone()
+            up[:, pixel] += h
+            down[:, pixel] -= h
+            slope = (model.D(up.reshape(real.shape)) - model.D(down.reshape(real.shape)))[:, 0] / (2 * h)
+            squares += slope.numpy() ** 2
+    assert penalty == pytest.approx(4.0 / 2 * squares.mean(), rel=1e-6)
+
+
+def test_the_r1_penalty_changes_d_step_by_its_weight(torch):
+    def first_weights(r1_gamma):
+        model = TorchDCGAN(torch, 4, seed=3, image=DIGITS, r1_gamma=r1_gamma)  # same weights, same noise
+        model.train_step()
+        return model.D[0].weight
+
+    negligible, again, penalised = first_weights(1e-30), first_weights(1e-30), first_weights(50.0)
+    assert torch.equal(negligible, again) and not torch.allclose(penalised, negligible)
+
+
+@pytest.mark.parametrize("arguments, option", [(["--r1-gamma", "-1"], "--r1-gamma"),
+                                               (["--r1-gamma", "nan"], "--r1-gamma")])
+def test_a_negative_r1_gamma_is_refused(arguments, option, capsys):
+    with pytest.raises(SystemExit) as error:
+        load_benchmark_script("dcgan_torch_quality").parse_args(arguments)
+    assert error.value.code == 2 and option in capsys.readouterr().err

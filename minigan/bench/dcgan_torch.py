@@ -25,13 +25,16 @@ class TorchDCGAN:
     """The same networks in idiomatic PyTorch (NCHW) for `image`s (H, W, C) with sides divisible
     by 4, pytorch/examples' dcgan step: Adam(`lr`, betas (0.5, 0.999)), torch seeded with `seed`.
     With `spectral_norm`, D's convolutions and dense layer are spectrally normalised (Miyato et
-    al. 2018: torch's parametrisation, one power iteration per forward pass in training) and D
-    has no BatchNorm. Built only in the worker process and by benchmarks/dcgan_torch_quality.py."""
+    al. 2018: torch's parametrisation, one power iteration per forward pass in training); with
+    `r1_gamma` > 0, D's step adds the R1 penalty (gamma / 2) mean ||grad_x D(x)||^2 on the real
+    batch (Mescheder et al. 2018). Either way D has no BatchNorm, whose batch statistics would
+    couple the examples. Built only in the worker process and by benchmarks/dcgan_torch_quality.py."""
 
     def __init__(self, torch: Any, batch: int, lr: float = 2e-4, seed: int = 0,
-                 image: tuple[int, int, int] = IMAGE, spectral_norm: bool = False):
+                 image: tuple[int, int, int] = IMAGE, spectral_norm: bool = False, r1_gamma: float = 0.0):
         nn = self.nn = torch.nn
-        self.torch, self.batch = torch, batch
+        self.torch, self.batch, self.r1_gamma = torch, batch, r1_gamma
+        batch_norm = not (spectral_norm or r1_gamma)
         torch.manual_seed(seed)
         height, width, channels = image[0] // 4, image[1] // 4, image[2]  # G's first stage
         self.G = nn.Sequential(
@@ -40,7 +43,7 @@ class TorchDCGAN:
             nn.ConvTranspose2d(64, channels, 4, 2, 1), nn.Tanh())
         self.D = nn.Sequential(
             nn.Conv2d(channels, 64, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(64, 128, 4, 2, 1), *([] if spectral_norm else [nn.BatchNorm2d(128)]),
+            nn.Conv2d(64, 128, 4, 2, 1), *([nn.BatchNorm2d(128)] if batch_norm else []),
             nn.LeakyReLU(0.2, inplace=True), nn.Flatten(), nn.Linear(128 * height * width, 1))
         for model in (self.G, self.D):
             model.apply(self._dcgan_init)
@@ -71,8 +74,12 @@ class TorchDCGAN:
         ones, zeros = torch.ones(self.batch, 1), torch.zeros(self.batch, 1)
         fake = self.G(torch.randn(self.batch, 100))
         D.zero_grad()
-        loss_real = self.criterion(D(real), ones)
-        loss_real.backward()
+        if self.r1_gamma:
+            real = real.detach().requires_grad_(True)
+        logits_real = D(real)
+        loss_real = self.criterion(logits_real, ones)
+        penalty = self.r1_penalty(real, logits_real) if self.r1_gamma else 0.0
+        (loss_real + penalty).backward()
         loss_fake = self.criterion(D(fake.detach()), zeros)
         loss_fake.backward()
         self.d_opt.step()
@@ -81,6 +88,12 @@ class TorchDCGAN:
         g_loss.backward()
         self.g_opt.step()
         return (loss_real + loss_fake).item(), g_loss.item()
+
+    def r1_penalty(self, real: Any, logits_real: Any) -> Any:
+        """(r1_gamma / 2) mean_i ||grad_x D(x_i)||^2 of D's `logits_real` on `real` (which
+        requires grad), as a tensor that can be differentiated again."""
+        (gradient,) = self.torch.autograd.grad(logits_real.sum(), real, create_graph=True)  # (N, C, H, W)
+        return self.r1_gamma / 2 * gradient.pow(2).flatten(1).sum(1).mean()
 
     def step_ms(self, repeats: int) -> float:
         """One fair timed block (a pause, one untimed step): the median ms of `repeats` steps."""
