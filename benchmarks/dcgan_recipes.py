@@ -5,7 +5,8 @@ preset's learning rate.
 One variant per run (seed `--seed`, one BLAS thread): Adam's learning rate for D and G
 (`--lr`, or `--lr-d` / `--lr-g` for two time scales), a linear decay to 0 over the run,
 the loss, the widths of G and D, packing, D steps per G step, label smoothing, the batch
-size, D without BatchNorm, and a moving average of G's weights. At every evaluation it
+size, D without BatchNorm, an MLP head beside D's convolutions (`--discriminator-mlp-head`),
+and a moving average of G's weights. At every evaluation it
 prints one table row: the classifier Fréchet distance of 2,500 samples from the fixed
 evaluation noise with G in evaluation mode (running BatchNorm statistics) and the class
 those samples get worst (`class_frechet_distance`), in training mode (the samples' own
@@ -16,6 +17,7 @@ distances joined as docs/quality.md quotes them.
     python benchmarks/dcgan_recipes.py --lr-d 4e-4 --lr-g 1e-4 --ema 0.999
     python benchmarks/dcgan_recipes.py --lr 1e-3 --loss hinge --generator-hidden 256 128
     python benchmarks/dcgan_recipes.py --lr 1e-3 --pack 2 --d-steps 2 --no-discriminator-batch-norm
+    python benchmarks/dcgan_recipes.py --lr 1e-3 --discriminator-mlp-head 512 256
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive, help="default: the preset's")
     parser.add_argument("--no-discriminator-batch-norm", action="store_true",
                         help="D without BatchNorm (then one pass over the real and fake batch)")
+    parser.add_argument("--discriminator-mlp-head", type=positive, nargs="+", metavar="WIDTH",
+                        help="an MLP head of these hidden widths beside D's convolutions (D then has two logits)")
     args = parser.parse_args(argv)
     check_run_arguments(parser, args)
     for name in ("lr_d", "lr_g"):
@@ -75,7 +79,8 @@ def variant_preset(args: argparse.Namespace) -> Preset:
     return PRESETS["dcgan"].with_overrides(
         loss=args.loss, generator_hidden=args.generator_hidden, discriminator_hidden=args.discriminator_hidden,
         pack=args.pack, d_steps=args.d_steps, label_smoothing=args.label_smoothing, batch_size=args.batch_size,
-        discriminator_batch_norm=False if args.no_discriminator_batch_norm else None)
+        discriminator_batch_norm=False if args.no_discriminator_batch_norm else None,
+        discriminator_mlp_head=tuple(args.discriminator_mlp_head) if args.discriminator_mlp_head else None)
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
           f"decay {args.lr_decay}, loss {preset.loss}, G {preset.generator_hidden}, D {preset.discriminator_hidden}, "
           f"pack {preset.pack}, D steps {preset.d_steps}, label smoothing {preset.label_smoothing:g}, "
           f"batch {preset.batch_size}, D BatchNorm {'on' if preset.discriminator_batch_norm else 'off'}, "
-          f"seed {args.seed}\n")
+          f"D's MLP head {preset.discriminator_mlp_head or 'none'}, seed {args.seed}\n")
     print(f"{TABLE_HEAD} weight average (train mode) |")
     print(f"{TABLE_RULE}---:|")
     with blas_threads(1):

@@ -18,7 +18,8 @@ same distance, the recipe, not minigan's code, is what limits the quality.
 Two variants minigan does not have yet, each with no BatchNorm in D: `--spectral-norm`
 spectrally normalises D's convolutions and dense layer (Miyato et al. 2018), and
 `--r1-gamma G` adds the R1 penalty (G / 2) mean ||grad_x D(x)||^2 on the real batch to D's
-loss (Mescheder et al. 2018).
+loss (Mescheder et al. 2018). `--discriminator-mlp-head 512 256` gives D a second head, an MLP
+beside its convolutions, as the preset option of the same name does in minigan.
 
     python benchmarks/dcgan_torch_quality.py --steps 8000 --eval-every 2000 --json torch.json
     python benchmarks/dcgan_recipes.py --steps 8000 --eval-every 2000 --json minigan.json
@@ -55,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="D spectrally normalised (Miyato et al. 2018) and without BatchNorm")
     parser.add_argument("--r1-gamma", type=float, default=0.0,
                         help="with gamma > 0: the R1 penalty on real data (Mescheder et al. 2018), D without BatchNorm")
+    parser.add_argument("--discriminator-mlp-head", type=positive, nargs="+", metavar="WIDTH", default=[],
+                        help="an MLP head of these hidden widths beside D's convolutions (D then has two logits)")
     args = parser.parse_args(argv)
     check_run_arguments(parser, args)
     if not args.r1_gamma >= 0:
@@ -66,7 +69,8 @@ def discriminator_description(args: argparse.Namespace) -> str:
     """How D is regularised, as the header line says it."""
     parts = (["spectrally normalised"] if args.spectral_norm else []) + \
         ([f"R1 penalty gamma {args.r1_gamma:g}"] if args.r1_gamma else [])
-    return ", ".join(parts) + ", no BatchNorm" if parts else "with BatchNorm"
+    head = f", MLP head {tuple(args.discriminator_mlp_head)}" if args.discriminator_mlp_head else ""
+    return (", ".join(parts) + ", no BatchNorm" if parts else "with BatchNorm") + head
 
 
 def torch_samples(model: TorchDCGAN, noise: np.ndarray, training_mode: bool) -> np.ndarray:
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace, torch: Any) -> list[dict[str, Any]]:
     """Trains the twin and returns one row per evaluation."""
     data = RealData(args.data, PRESET.batch_size, args.seed, image_layout=True, symmetric=True)
     model = TorchDCGAN(torch, PRESET.batch_size, lr=args.lr, seed=args.seed, image=data.shape,
-                       spectral_norm=args.spectral_norm, r1_gamma=args.r1_gamma)
+                       spectral_norm=args.spectral_norm, r1_gamma=args.r1_gamma,
+                       mlp_head=tuple(args.discriminator_mlp_head))
     score = Scorer(data, PRESET.latent_dim, args.samples, args.seed)
     rows, trained_s = [], 0.0
     for step in range(args.steps):

@@ -1,6 +1,7 @@
 """minigan: a from-scratch generative-model library with hand-written forward and backward passes."""
 from . import gradcheck
 from .backend import Backend, BackendUnavailableError, cuda_available, get_backend
+from .branches import Branches
 from .conv import Conv2d, ConvTranspose2d
 from .gan import GAN
 from .layers import Dense, Flatten, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
@@ -15,7 +16,7 @@ from .vaegan import VAEGAN
 from .version import __version__
 
 __all__ = [
-    "Adam", "BCEWithLogits", "GAN", "Backend", "BackendUnavailableError", "BatchNorm", "Conv2d", "ConvTranspose2d", "Dense", "Flatten", "Layer",
+    "Adam", "BCEWithLogits", "GAN", "Backend", "BackendUnavailableError", "BatchNorm", "Branches", "Conv2d", "ConvTranspose2d", "Dense", "Flatten", "Layer",
     "LeakyReLU", "Optimizer", "RMSProp", "ReLU", "Reshape", "SGD", "Sequential", "Sigmoid",
     "SoftmaxCrossEntropy", "Tanh", "Trainable", "VAE", "VAEGAN", "__version__", "cuda_available", "get_backend",
     "gradcheck", "gradient_penalty",

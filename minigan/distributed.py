@@ -229,7 +229,7 @@ class DataParallel:
         for optimizer in model.optimizers.values():
             optimizer.gradient_hook = self.average_
         for network in model.models.values():
-            for layer in network.layers:
+            for layer in network.walk_layers():
                 if isinstance(layer, BatchNorm):
                     layer.reduce_sums = self.comm.allreduce_sum_ if sync_bn else None
 

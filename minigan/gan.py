@@ -36,7 +36,9 @@ class GAN(Trainable):
     Args:
         generator: maps (N, latent_dim) noise to (N, *shape) samples.
         discriminator: maps packed samples (N / pack, *shape[:-1], pack * shape[-1]) to
-            (N / pack, 1) outputs; same backend and dtype.
+            (N / pack, 1) outputs; same backend and dtype. It may have k heads, (N / pack, k)
+            outputs (e.g. a `Branches` layer of k networks): every loss is then the mean over
+            the heads of each head's loss (not under wgan-gp, whose penalty needs one output).
         loss: "non_saturating" (default), "minimax", "lsgan", "hinge", "wgan" or "wgan-gp".
         latent_dim: noise width; defaults to the generator's input width.
         d_opt, g_opt: optimizers; default: the loss's paper optimizer (Adam(2e-4, (0.5, 0.999));
@@ -69,10 +71,13 @@ class GAN(Trainable):
         if discriminator.input_shape != packed:
             raise ValueError(f"the generator makes samples of shape {shape}, so with pack={pack} the "
                              f"discriminator must read {packed}, not {discriminator.input_shape}")
-        if discriminator.output_shape != (1,):
-            raise ValueError(f"the discriminator must output one logit per input, not "
-                             f"{discriminator.output_shape}")
+        if len(discriminator.output_shape) != 1:
+            raise ValueError(f"the discriminator must output one logit per input (or one per head), "
+                             f"not {discriminator.output_shape}")
         if self.objective.gp_weight:
+            if discriminator.output_shape != (1,):
+                raise ValueError(f"the gradient penalty needs a critic with one output, not "
+                                 f"{discriminator.output_shape}")
             check_supported(discriminator)
         if len(generator.input_shape) != 1:
             raise ValueError(f"the generator must read flat noise (N, latent_dim), not {generator.input_shape}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -84,6 +84,10 @@ class Layer:
 
     def reset_parameters(self) -> None:
         """Initialises parameters and buffers from the backend's generator (nothing by default)."""
+
+    def sublayers(self) -> Iterator["Layer"]:
+        """Layers nested inside this one, at any depth (a `Branches` layer's); none by default."""
+        return iter(())
 
     def forward(self, x: Any) -> Any:
         """Returns the layer's output and caches what `backward` needs."""

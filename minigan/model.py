@@ -143,6 +143,12 @@ class Sequential:
         """True when every layer maps each row on its own (batches may be concatenated)."""
         return all(layer.rows_independent for layer in self.layers)
 
+    def walk_layers(self) -> Iterator[Layer]:
+        """Every layer, each followed by the layers nested inside it (`Layer.sublayers`)."""
+        for layer in self.layers:
+            yield layer
+            yield from layer.sublayers()
+
     def train(self, mode: bool = True) -> "Sequential":
         """Switches every layer to training mode (or evaluation mode with False)."""
         self.training = bool(mode)

@@ -1,7 +1,8 @@
 """GAN objectives: what each player minimises, computed from the discriminator's outputs.
 
 Every objective gives, for a batch of discriminator outputs `logits` (N, 1), the loss
-term and its gradient with respect to those outputs:
+term and its gradient with respect to those outputs (for a discriminator with k heads,
+logits (N, k), every term is a mean over all N k entries: the mean of the heads' losses):
 `discriminator_real`, `discriminator_fake` (D minimises their sum) and `generator`.
 `discriminator` scores one concatenated [real; fake] batch at once: what the GAN step
 calls, so that D runs one forward and one backward pass over both halves.
@@ -96,7 +97,8 @@ class NonSaturatingLoss(Objective):
         """The two BCE terms from one sigmoid and one softplus of the whole batch (the
         per-half methods would compute each several times): with t the real target,
         L_D = mean_real(softplus(x) - t x) + mean_fake(softplus(x)), and
-        dL_D/dx = (sigmoid(x) - t) / n_real on the real rows, sigmoid(x) / n_fake on the fake."""
+        dL_D/dx = (sigmoid(x) - t) / n_real on the real rows, sigmoid(x) / n_fake on the fake
+        (divided by the k heads too: each mean is over all entries of its half)."""
         xp = array_module(logits)
         real_target, n_fake = 1.0 - self.label_smoothing, logits.shape[0] - n_real
         losses = softplus(xp, logits)
@@ -105,8 +107,9 @@ class NonSaturatingLoss(Objective):
         grad = sigmoid(xp, logits)
         d_real, d_fake = float(xp.mean(grad[:n_real])), float(xp.mean(grad[n_real:]))
         grad[:n_real] -= real_target
-        grad[:n_real] *= 1.0 / n_real
-        grad[n_real:] *= 1.0 / n_fake
+        heads = logits[0].size
+        grad[:n_real] *= 1.0 / (n_real * heads)
+        grad[n_real:] *= 1.0 / (n_fake * heads)
         return float(loss), grad, d_real, d_fake
 
     def discriminator_fake(self, logits: Any) -> tuple[Any, Any]:

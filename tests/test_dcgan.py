@@ -16,9 +16,10 @@ from conftest import BACKENDS, assert_same_checkpoint_arrays
 IMAGE = (8, 8, 1)
 
 
-def small_dcgan(backend, loss="non_saturating", pack=1, lr=1e-2):
+def small_dcgan(backend, loss="non_saturating", pack=1, lr=1e-2, mlp_head=()):
     G = dcgan_generator(5, (6, 4), IMAGE, "tanh", "normal", backend)
-    D = dcgan_discriminator((8, 8, pack), (4, 6), "normal", backend, batch_norm=loss != "wgan-gp")
+    D = dcgan_discriminator((8, 8, pack), (4, 6), "normal", backend, batch_norm=loss != "wgan-gp",
+                            mlp_head=mlp_head)
     for model in (G, D):  # weights large enough that every layer matters
         model.params[...] = backend.asarray(np.random.default_rng(7).normal(0, 0.3, model.params.shape))
     return GAN(G, D, loss=loss, pack=pack, d_steps=1, d_opt=mg.Adam(D, lr, (0.5, 0.999)),
@@ -80,6 +81,9 @@ class TorchDCGAN:
         elif kind == "BatchNorm":
             module = nn.BatchNorm2d(layer.num_features, momentum=layer.momentum, eps=layer.eps).double()
             weights = [layer.gamma, layer.beta]
+        elif kind == "Branches":  # its branches' modules, branch by branch
+            return nn.ModuleList([nn.ModuleList([self.module(inner) for inner in branch])
+                                  for branch in layer.branches])
         else:
             return nn.Identity()
         with torch.no_grad():
@@ -104,6 +108,9 @@ class TorchDCGAN:
                 x = F.leaky_relu(x, layer.slope)
             elif kind == "Tanh":
                 x = self.torch.tanh(x)
+            elif kind == "Branches":  # every branch on the same x, joined along the last axis
+                x = self.torch.cat([self.run(branch_modules, branch, x)
+                                    for branch_modules, branch in zip(module, layer.branches)], dim=-1)
         return x
 
     def step(self, real, z):
@@ -124,17 +131,23 @@ class TorchDCGAN:
         return d_loss.item(), g_loss.item()
 
 
-def test_three_dcgan_steps_match_pytorch_float64():
-    torch = pytest.importorskip("torch", reason="PyTorch is the independent oracle (pip install torch==2.13.0)")
-    be = mg.get_backend("numpy", "float64", seed=0)
-    gan = small_dcgan(be)
+def three_steps_beside_torch(torch, gan, seed):
+    """Three steps of `gan` and of its PyTorch copy on the same batches and noise, their
+    losses equal to 1e-10 at each; returns the PyTorch copy."""
     reference = TorchDCGAN(torch, gan, lr=1e-2)
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     for _ in range(3):
         real, z = np.tanh(rng.standard_normal((6, *IMAGE))), rng.standard_normal((6, 5))
         stats = gan.train_step(real, z)
         d_loss, g_loss = reference.step(torch.tensor(real), torch.tensor(z))
         assert stats["d_loss"] == pytest.approx(d_loss, rel=1e-10) and stats["g_loss"] == pytest.approx(g_loss, rel=1e-10)
+    return reference
+
+
+def test_three_dcgan_steps_match_pytorch_float64():
+    torch = pytest.importorskip("torch", reason="PyTorch is the independent oracle (pip install torch==2.13.0)")
+    gan = small_dcgan(mg.get_backend("numpy", "float64", seed=0))
+    reference = three_steps_beside_torch(torch, gan, seed=3)
     # A convolution's bias that feeds BatchNorm has a zero gradient (BatchNorm subtracts the
     # batch mean), so what reaches it is rounding, which Adam scales up to steps of about lr:
     # those biases follow the rounding of each BLAS, and are compared 100x looser (a real
@@ -154,6 +167,27 @@ def test_three_dcgan_steps_match_pytorch_float64():
     for ours_bn, torch_bn in ((gan.discriminator.layers[3], reference.D[3]), (gan.generator.layers[2], reference.G[2])):
         np.testing.assert_allclose(ours_bn.running_mean, torch_bn.running_mean.numpy(), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(ours_bn.running_var, torch_bn.running_var.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_three_steps_with_an_mlp_head_match_pytorch_float64():
+    """D with two heads (its convolutions and an MLP beside them, `Branches`): each loss is the
+    mean over both heads' logits, which torch's BCEWithLogitsLoss on the (N, 2) logits is too."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the independent oracle (pip install torch==2.13.0)")
+    gan = small_dcgan(mg.get_backend("numpy", "float64", seed=0), mlp_head=(7, 5))
+    G, D = gan.generator, gan.discriminator
+    assert [type(layer).__name__ for layer in D.layers[0].branches[1]] == [
+        "Flatten", "Dense", "LeakyReLU", "Dense", "LeakyReLU", "Dense"]
+    assert D.output_shape == (2,) and not D.rows_independent
+    reference = three_steps_beside_torch(torch, gan, seed=4)
+    ours = TorchDCGAN(torch, gan, 1e-2)
+    for network, modules, mine in (("G", reference.G, ours.G), ("D", reference.D, ours.D)):
+        for (name, a), b in zip(modules.named_parameters(), mine.parameters()):
+            # the convolution biases that feed BatchNorm get rounding only (see the test above)
+            feeds_batchnorm = name in ("4.bias", "0.0.2.bias")
+            scale = max(float(a.detach().abs().max()), 1e-300)
+            assert float((a - b).detach().abs().max()) / scale <= (1e-7 if feeds_batchnorm else 1e-9), (network, name)
+    np.testing.assert_allclose(D.layers[0].branches[0][3].running_var, reference.D[0][0][3].running_var.numpy(),
+                               rtol=1e-9, atol=1e-12)
 
 
 def test_wgan_gp_refuses_a_batchnorm_critic():
@@ -188,11 +222,13 @@ def test_sampling_uses_evaluation_mode():
     assert gan.generator.training  # and the mode is restored
 
 
-def test_a_dcgan_run_resumes_bit_exactly(tmp_path):
+@pytest.mark.parametrize("preset, running_var", [("dcgan", "discriminator/3.running_var"),
+                                                 ("dcgan-mlp-head", "discriminator/0.0.3.running_var")])
+def test_a_dcgan_run_resumes_bit_exactly(tmp_path, preset, running_var):
     pytest.importorskip("sklearn")
-    common = dict(data="digits", preset="dcgan", batch_size=8, progress=False, eval_samples=20, log_every=1)
+    common = dict(data="digits", preset=preset, batch_size=8, progress=False, eval_samples=20, log_every=1)
     train(RunConfig(steps=6, out=str(tmp_path / "straight"), **common))
     train(RunConfig(steps=3, out=str(tmp_path / "resumed"), **common))
     train(RunConfig(steps=6, progress=False), resume=str(tmp_path / "resumed"))
     straight = assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
-    assert "discriminator/3.running_var" in straight
+    assert running_var in straight

@@ -55,7 +55,8 @@ def test_a_tiny_run_on_digits_prints_and_writes_every_evaluation(torch, tmp_path
                                                (["--eval-every", "0"], "--eval-every"),
                                                (["--lr", "0"], "--lr"), (["--lr", "-1e-3"], "--lr"),
                                                (["--threads", "0"], "--threads"), (["--samples", "1"], "--samples"),
-                                               (["--r1-gamma", "-1"], "--r1-gamma"), (["--r1-gamma", "nan"], "--r1-gamma")])
+                                               (["--r1-gamma", "-1"], "--r1-gamma"), (["--r1-gamma", "nan"], "--r1-gamma"),
+                                               (["--discriminator-mlp-head", "0"], "--discriminator-mlp-head")])
 def test_nonsense_arguments_exit_with_one_line_naming_the_option(arguments, option, capsys):
     with pytest.raises(SystemExit) as error:
         load_benchmark_script("dcgan_torch_quality").parse_args(arguments)  # not main: a miss must not train
@@ -80,6 +81,23 @@ def test_the_torch_networks_are_the_presets(torch, image):
             [type(layer).__name__ for layer in ours.layers]
         assert sum(parameter.numel() for parameter in theirs.parameters()) == ours.params.size
     assert tuple(model.G(torch.randn(2, 100)).shape) == (2, image[2], *image[:2])  # (N, C, H, W)
+
+
+def test_the_mlp_head_is_the_presets_and_each_loss_averages_both_heads(torch):
+    model = TorchDCGAN(torch, 4, image=DIGITS, mlp_head=(7, 5))
+    preset = PRESETS["dcgan"].with_overrides(discriminator_mlp_head=(7, 5))
+    ours = build_gan(preset, DIGITS, get_backend("numpy", "float32", seed=0)).discriminator
+    convolutional, perceptron = model.D.heads
+    assert [[MINIGAN_NAMES.get(type(module).__name__, type(module).__name__) for module in head]
+            for head in (convolutional, perceptron)] == \
+        [[type(layer).__name__ for layer in branch] for branch in ours.layers[0].branches]
+    assert sum(parameter.numel() for parameter in model.D.parameters()) == ours.params.size
+    assert float(perceptron[1].weight.std()) == pytest.approx(0.02, rel=0.2)  # N(0, 0.02), as the preset
+    logits = model.D(model.real)
+    assert tuple(logits.shape) == (4, 2)
+    np.testing.assert_allclose(logits[:, 1].detach().numpy(), perceptron(model.real)[:, 0].detach().numpy())
+    d_loss, _ = model.train_step()
+    assert np.isfinite(d_loss)
 
 
 def test_the_learning_rate_and_the_seed_are_the_ones_given(torch):

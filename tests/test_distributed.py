@@ -34,6 +34,14 @@ def gan(be, loss="non_saturating", batch_norm=False, pack=1):
     return mg.GAN(G, D, loss=loss, pack=pack)
 
 
+def two_headed_gan(be):
+    """D with two heads (`Branches`), BatchNorm inside the first: synchronised like any other."""
+    G = mg.Sequential([mg.Dense(3, 8), mg.ReLU(), mg.Dense(8, 2)], backend=be)
+    D = mg.Sequential([mg.Branches([[mg.Dense(2, 8), mg.BatchNorm(8), mg.LeakyReLU(0.2), mg.Dense(8, 1)],
+                                    [mg.Dense(2, 5), mg.Tanh(), mg.Dense(5, 1)]])], backend=be)
+    return mg.GAN(G, D)
+
+
 def vae(be):
     E = mg.Sequential([mg.Dense(4, 6), mg.Tanh(), mg.Dense(6, 4)], backend=be)
     G = mg.Sequential([mg.Dense(2, 6), mg.Tanh(), mg.Dense(6, 4)], backend=be)
@@ -44,6 +52,7 @@ FAMILIES = {
     "gan": (lambda be: gan(be), (2,)),
     "gan-wgan-gp-pack2": (lambda be: gan(be, loss="wgan-gp", pack=2), (2,)),  # d_steps 5, uniform draws
     "gan-batchnorm": (lambda be: gan(be, batch_norm=True), (2,)),
+    "gan-two-heads-batchnorm": (two_headed_gan, (2,)),
     "vae": (vae, (4,)),
     "vaegan-batchnorm": (lambda be: mg.VAEGAN(*mlp_networks(be, decoder_batch_norm=True), feature_layer=2), (4,)),
     "vaegan-conv": (lambda be: mg.VAEGAN(*conv_networks(be), feature_layer=2), (4, 4, 1)),

@@ -126,6 +126,51 @@ def test_whole_step_gradients(backend_name, loss, seed, pack, monkeypatch):
     assert g_report.passed(), g_report
 
 
+def two_heads(pack=1):
+    """D with two heads (`Branches`): two small MLPs on the same input, (N, 2) logits."""
+    return [mg.Branches([[mg.Dense(4 * pack, 6), mg.LeakyReLU(0.2), mg.Dense(6, 1)],
+                         [mg.Dense(4 * pack, 3), mg.Tanh(), mg.Dense(3, 1)]])]
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+@pytest.mark.parametrize("loss", sorted(set(D_LOSSES) - {"wgan-gp"}))
+def test_whole_step_gradients_with_two_heads(backend_name, loss, pack):
+    """A discriminator with two heads: every loss is the mean of its two heads' losses (the
+    formulas above, whose means run over both columns of the (N, 2) logits), for D's step
+    in one pass over [real; fake] and for G's step through the updated D."""
+    gan = tiny_gan(backend_name, 4, loss, pack=pack, discriminator=two_heads(pack),
+                   **({"clip_value": 10.0} if loss == "wgan" else {}))
+    G, D, be = gan.generator, gan.discriminator, gan.backend
+    assert D.output_shape == (2,) and D.rows_independent
+    real, z = batch(be, 50, (8, 4)), batch(be, 60, (8, 3))
+    g_before, d_before = G.params.copy(), D.params.copy()
+    stats = gan.train_step(real, z)
+    G.params[...] = g_before
+    D.params[...] = d_before
+    fake = G.forward(z).reshape(8 // pack, -1).copy()
+    real_in = real.reshape(8 // pack, -1)
+
+    def d_loss():
+        return D_LOSSES[loss](outputs(D, real_in), outputs(D, fake))
+
+    assert stats["d_loss"] == pytest.approx(d_loss(), rel=1e-12)
+    d_report = compare("D", gan.d_opt.seen_grads, numerical_gradient(d_loss, D.params))
+    assert d_report.passed(), d_report
+    D.params[...] = gan.d_opt.params_after
+
+    def g_loss():
+        return G_LOSSES[loss](outputs(D, G.forward(z).reshape(8 // pack, -1)))
+
+    assert stats["g_loss"] == pytest.approx(g_loss(), rel=1e-12)
+    g_report = compare("G", gan.g_opt.seen_grads, numerical_gradient(g_loss, G.params))
+    assert g_report.passed(), g_report
+
+
+def test_the_gradient_penalty_needs_one_head(backend_name):
+    with pytest.raises(ValueError, match=r"gradient penalty needs a critic with one output, not \(2,\)"):
+        tiny_gan(backend_name, loss="wgan-gp", discriminator=two_heads())
+
+
 @pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
 def test_discriminator_with_dependent_rows_runs_two_passes(backend_name, loss):
     """With a layer whose rows depend on each other (CenterBatch) in D, the D step's gradient
@@ -302,7 +347,8 @@ def test_noise_comes_from_the_seeded_backend(backend_name):
     (lambda G, D: GAN(G, D, latent_dim=7), "latent_dim 7"),
     (lambda G, D: GAN(G, D, label_smoothing=0.7), "label_smoothing"),
     (lambda G, D: GAN(D, D), r"makes samples of shape \(1,\)"),
-    (lambda G, D: GAN(G, mg.Sequential([mg.Dense(4, 2)], backend=G.backend)), "one logit"),
+    (lambda G, D: GAN(G, mg.Sequential([mg.Dense(4, 6), mg.Reshape((2, 3))], backend=G.backend)),
+     r"one logit per input \(or one per head\), not \(2, 3\)"),
     (lambda G, D: GAN(G, D, d_opt=mg.SGD(G, 0.1)), "d_opt must optimise the discriminator"),
 ])
 def test_bad_gan_arguments(backend_name, make, words):

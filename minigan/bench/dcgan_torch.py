@@ -28,12 +28,16 @@ class TorchDCGAN:
     al. 2018: torch's parametrisation, one power iteration per forward pass in training); with
     `r1_gamma` > 0, D's step adds the R1 penalty (gamma / 2) mean ||grad_x D(x)||^2 on the real
     batch (Mescheder et al. 2018). Either way D has no BatchNorm, whose batch statistics would
-    couple the examples. Built only in the worker process and by benchmarks/dcgan_torch_quality.py."""
+    couple the examples. With `mlp_head` widths, D has a second head beside its convolutions, as
+    minigan's `discriminator_mlp_head` builds it (Flatten -> [Linear -> LeakyReLU 0.2] per width
+    -> Linear -> 1), and each loss is the mean over both heads' logits (N, 2). Built only in the
+    worker process and by benchmarks/dcgan_torch_quality.py."""
 
     def __init__(self, torch: Any, batch: int, lr: float = 2e-4, seed: int = 0,
-                 image: tuple[int, int, int] = IMAGE, spectral_norm: bool = False, r1_gamma: float = 0.0):
+                 image: tuple[int, int, int] = IMAGE, spectral_norm: bool = False, r1_gamma: float = 0.0,
+                 mlp_head: tuple[int, ...] = ()):
         nn = self.nn = torch.nn
-        self.torch, self.batch, self.r1_gamma = torch, batch, r1_gamma
+        self.torch, self.batch, self.r1_gamma, self.heads = torch, batch, r1_gamma, 2 if mlp_head else 1
         batch_norm = not (spectral_norm or r1_gamma)
         torch.manual_seed(seed)
         height, width, channels = image[0] // 4, image[1] // 4, image[2]  # G's first stage
@@ -45,6 +49,14 @@ class TorchDCGAN:
             nn.Conv2d(channels, 64, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(64, 128, 4, 2, 1), *([nn.BatchNorm2d(128)] if batch_norm else []),
             nn.LeakyReLU(0.2, inplace=True), nn.Flatten(), nn.Linear(128 * height * width, 1))
+        if mlp_head:
+            widths = [image[0] * image[1] * channels, *mlp_head, 1]
+            perceptron = [nn.Flatten()]
+            for index, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+                perceptron.append(nn.Linear(n_in, n_out))
+                if index < len(widths) - 2:
+                    perceptron.append(nn.LeakyReLU(0.2))
+            self.D = _heads(torch, self.D, nn.Sequential(*perceptron))
         for model in (self.G, self.D):
             model.apply(self._dcgan_init)
         if spectral_norm:  # after the initialisation, which writes the weights themselves
@@ -71,7 +83,7 @@ class TorchDCGAN:
         (batch, C, H, W), by default the fixed random `self.real`; (d_loss, g_loss)."""
         torch, D = self.torch, self.D
         real = self.real if real is None else real
-        ones, zeros = torch.ones(self.batch, 1), torch.zeros(self.batch, 1)
+        ones, zeros = torch.ones(self.batch, self.heads), torch.zeros(self.batch, self.heads)
         fake = self.G(torch.randn(self.batch, 100))
         D.zero_grad()
         if self.r1_gamma:
@@ -123,6 +135,20 @@ class TorchDCGAN:
                              "torch_forward_ms": forward_ms, "torch_backward_ms": backward_ms})
                 x = y
         return rows
+
+
+def _heads(torch: Any, *heads: Any) -> Any:
+    """A module running every head on the same input, logits joined along dim 1 (minigan's
+    `Branches`)."""
+    class Heads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heads = torch.nn.ModuleList(heads)
+
+        def forward(self, x: Any) -> Any:
+            return torch.cat([head(x) for head in self.heads], dim=1)  # (N, heads)
+
+    return Heads()
 
 
 def worker_main(threads: int) -> None:

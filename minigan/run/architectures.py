@@ -6,6 +6,7 @@ import math
 from typing import Callable
 
 from ..backend import Backend
+from ..branches import Branches
 from ..conv import Conv2d, ConvTranspose2d
 from ..layers import Dense, Flatten, Layer, LeakyReLU, ReLU, Reshape, Sigmoid, Tanh
 from ..model import Sequential, chain_shapes
@@ -18,6 +19,11 @@ OUTPUTS: dict[str, Callable[[], Layer] | None] = {"linear": None, "sigmoid": Sig
 
 def mlp(sizes: list[int], activation: str, output: str, init: str, backend: Backend) -> Sequential:
     """Dense layers of the given widths with `activation` between them and `output` after."""
+    return Sequential(mlp_layers(sizes, activation, output, init), backend=backend)
+
+
+def mlp_layers(sizes: list[int], activation: str, output: str, init: str) -> list[Layer]:
+    """The layers of `mlp`, unwrapped (e.g. for one branch of a `Branches`)."""
     layers: list[Layer] = []
     for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Dense(n_in, n_out, init=init))
@@ -25,7 +31,7 @@ def mlp(sizes: list[int], activation: str, output: str, init: str, backend: Back
             layers.append(ACTIVATIONS[activation]())
     if OUTPUTS[output] is not None:
         layers.append(OUTPUTS[output]())
-    return Sequential(layers, backend=backend)
+    return layers
 
 
 def _upsamplings(image_shape: tuple[int, ...], stages: int) -> tuple[int, int]:
@@ -57,10 +63,22 @@ def dcgan_generator(latent_dim: int, channels: tuple[int, ...], image_shape: tup
 
 
 def dcgan_discriminator(image_shape: tuple[int, int, int], channels: tuple[int, ...], init: str,
-                        backend: Backend, batch_norm: bool = True, outputs: int = 1) -> Sequential:
+                        backend: Backend, batch_norm: bool = True, outputs: int = 1,
+                        mlp_head: tuple[int, ...] = ()) -> Sequential:
     """[Conv k4 s2 p1 -> (BatchNorm after the first) LeakyReLU 0.2] per entry of `channels`
     -> Flatten -> Dense -> `outputs` values (one logit; a VAE encoder's 2 * latent). Without
-    `batch_norm` (WGAN-GP's critic) no BatchNorm."""
+    `batch_norm` (WGAN-GP's critic) no BatchNorm. With `mlp_head` widths, a second head sits
+    beside the convolutional one (`Branches`): Flatten -> [Dense -> LeakyReLU 0.2] per width ->
+    Dense -> `outputs`, on the same image; their outputs are joined, (N, 2 * outputs): two logits."""
+    convolutional = _dcgan_discriminator_layers(image_shape, channels, init, batch_norm, outputs)
+    if not mlp_head:
+        return Sequential(convolutional, backend=backend, input_shape=image_shape)
+    perceptron = [Flatten(), *mlp_layers([math.prod(image_shape), *mlp_head, outputs], "leaky_relu", "linear", init)]
+    return Sequential([Branches([convolutional, perceptron])], backend=backend, input_shape=image_shape)
+
+
+def _dcgan_discriminator_layers(image_shape: tuple[int, int, int], channels: tuple[int, ...], init: str,
+                                batch_norm: bool, outputs: int) -> list[Layer]:
     layers: list[Layer] = []
     widths = [image_shape[2], *channels]
     for index, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -69,5 +87,4 @@ def dcgan_discriminator(image_shape: tuple[int, int, int], channels: tuple[int, 
             layers.append(BatchNorm(c_out, init="normal"))
         layers.append(LeakyReLU(0.2))
     features = math.prod(chain_shapes(layers, image_shape)[-1])  # before Flatten
-    return Sequential([*layers, Flatten(), Dense(features, outputs, init=init)], backend=backend,
-                      input_shape=image_shape)
+    return [*layers, Flatten(), Dense(features, outputs, init=init)]
