@@ -91,6 +91,9 @@ LAYER_CASES = {  # layer type -> (a fresh layer, its input shape without the bat
     "ConvTranspose2d": (lambda: mg.ConvTranspose2d(3, 2, 4, stride=2, padding=1), (4, 4, 3)),
     "BatchNorm": (lambda: mg.BatchNorm(3), (4, 4, 3)),
     "LogSigma": (lambda: LogSigma(0.3), (4,)),
+    "Branches": (lambda: mg.Branches([[mg.Conv2d(2, 3, 3, stride=2, padding=1), mg.BatchNorm(3), mg.LeakyReLU(0.2),
+                                       mg.Flatten(), mg.Dense(48, 1)],
+                                      [mg.Flatten(), mg.Dense(98, 4), mg.Tanh(), mg.Dense(4, 2)]]), (7, 7, 2)),
 }
 
 
