@@ -83,7 +83,7 @@ def test_the_torch_networks_are_the_presets(torch, image):
     assert tuple(model.G(torch.randn(2, 100)).shape) == (2, image[2], *image[:2])  # (N, C, H, W)
 
 
-def test_the_mlp_head_is_the_presets_and_each_loss_averages_both_heads(torch):
+def test_the_mlp_head_is_the_presets_and_d_joins_both_heads_logits(torch):
     model = TorchDCGAN(torch, 4, image=DIGITS, mlp_head=(7, 5))
     preset = PRESETS["dcgan"].with_overrides(discriminator_mlp_head=(7, 5))
     ours = build_gan(preset, DIGITS, get_backend("numpy", "float32", seed=0)).discriminator
