@@ -67,7 +67,7 @@ class Scorer:
         BatchNorm statistics) with their worst class, then in training mode (the samples'
         own batch statistics)."""
         (eval_mode, worst_class), (train_mode, _) = self(draw(self.noise, False)), self(draw(self.noise, True))
-        return {"step": step, "train_s": round(trained_s, 1), "eval_mode": eval_mode,
+        return {"step": step, "train_s": round(trained_s, 3), "eval_mode": eval_mode,
                 "worst_class": worst_class, "train_mode": train_mode}
 
 
