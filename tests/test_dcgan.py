@@ -54,6 +54,18 @@ def test_a_preset_may_drop_batchnorm_from_the_discriminator():
     assert without.num_params == with_bn.num_params - 2 * 128
 
 
+def test_the_best_preset_widens_the_generators_second_stage_beside_a_two_headed_discriminator():
+    from minigan.run.presets import PRESETS, build_gan
+    be = mg.get_backend("numpy", "float32", seed=0)
+    best, head = (build_gan(PRESETS[name], (28, 28, 1), be) for name in ("dcgan-best", "dcgan-mlp-head"))
+    assert best.generator.shapes[5:8] == [(14, 14, 128)] * 3  # ConvT 128->128, BatchNorm, ReLU
+    assert head.generator.shapes[5:8] == [(14, 14, 64)] * 3
+    assert best.generator.num_params - head.generator.num_params == 16 * 128 * 64 + 64 + 2 * 64 + 16 * 64
+    assert best.discriminator.config() == head.discriminator.config()  # D and its MLP head unchanged
+    assert best.discriminator.output_shape == (2,)
+    assert best.d_opt.lr == head.d_opt.lr == 1e-3 and PRESETS["dcgan-best"].steps == 10000
+
+
 class TorchDCGAN:
     """The same networks in PyTorch (NCHW inside, NHWC at the boundaries), weights copied."""
 

@@ -124,6 +124,11 @@ PRESETS: dict[str, Preset] = {
 # DCGAN the sandals the MLP drew worst. Steps take 15% longer than dcgan's on two processes:
 # 20,000 steps, about 17 minutes where dcgan's 25,000 take 20 (docs/quality.md).
 PRESETS["dcgan-mlp-head"] = PRESETS["dcgan"].with_overrides(discriminator_mlp_head=(512, 256), steps=20000)
+# The best DCGAN measured: dcgan-mlp-head with G's 14x14 stage twice as wide (ConvT 128->128,
+# then 128->1). Each change alone ended near its predecessor's plateau; together they halve
+# dcgan-mlp-head's distance at 8,000 steps (seed 0: 1.75 against 2.95). 10,000 steps: about
+# 20 minutes on two processes with --sync-bn (docs/quality.md, "The best recipe").
+PRESETS["dcgan-best"] = PRESETS["dcgan-mlp-head"].with_overrides(generator_hidden=(128, 128), steps=10000)
 
 
 def build_gan(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> GAN:
