@@ -125,9 +125,9 @@ PRESETS: dict[str, Preset] = {
 # 20,000 steps, about 17 minutes where dcgan's 25,000 take 20 (docs/quality.md).
 PRESETS["dcgan-mlp-head"] = PRESETS["dcgan"].with_overrides(discriminator_mlp_head=(512, 256), steps=20000)
 # The best DCGAN measured: dcgan-mlp-head with G's 14x14 stage twice as wide (ConvT 128->128,
-# then 128->1). Each change alone ended near its predecessor's plateau; together they halve
-# dcgan-mlp-head's distance at 8,000 steps (seed 0: 1.75 against 2.95). 10,000 steps: about
-# 20 minutes on two processes with --sync-bn (docs/quality.md, "The best recipe").
+# then 128->1). That stage alone ended on dcgan's plateau (4.13 against 4.51 after 8,000 steps);
+# beside the MLP head it is 1.75 against 2.95 (seed 0), and 1.60 ± 0.04 over three seeds after
+# 10,000 steps: about 20 minutes on two processes with --sync-bn (docs/quality.md, "The best recipe").
 PRESETS["dcgan-best"] = PRESETS["dcgan-mlp-head"].with_overrides(generator_hidden=(128, 128), steps=10000)
 
 
