@@ -92,7 +92,7 @@ def test_the_mlp_head_is_the_presets_and_d_joins_both_heads_logits(torch):
             for head in (convolutional, perceptron)] == \
         [[type(layer).__name__ for layer in branch] for branch in ours.layers[0].branches]
     assert sum(parameter.numel() for parameter in model.D.parameters()) == ours.params.size
-    assert float(perceptron[1].weight.std()) == pytest.approx(0.02, rel=0.2)  # N(0, 0.02), as the preset
+    assert float(perceptron[1].weight.detach().std()) == pytest.approx(0.02, rel=0.2)  # N(0, 0.02), as the preset
     logits = model.D(model.real)
     assert tuple(logits.shape) == (4, 2)
     np.testing.assert_allclose(logits[:, 1].detach().numpy(), perceptron(model.real)[:, 0].detach().numpy())
