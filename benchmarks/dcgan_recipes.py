@@ -54,8 +54,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive, help="default: the preset's")
     parser.add_argument("--no-discriminator-batch-norm", action="store_true",
                         help="D without BatchNorm (then one pass over the real and fake batch)")
-    parser.add_argument("--discriminator-mlp-head", type=positive, nargs="+", metavar="WIDTH",
-                        help="an MLP head of these hidden widths beside D's convolutions (D then has two logits)")
     args = parser.parse_args(argv)
     check_run_arguments(parser, args)
     for name in ("lr_d", "lr_g"):

@@ -56,8 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="D spectrally normalised (Miyato et al. 2018) and without BatchNorm")
     parser.add_argument("--r1-gamma", type=float, default=0.0,
                         help="with gamma > 0: the R1 penalty on real data (Mescheder et al. 2018), D without BatchNorm")
-    parser.add_argument("--discriminator-mlp-head", type=positive, nargs="+", metavar="WIDTH", default=[],
-                        help="an MLP head of these hidden widths beside D's convolutions (D then has two logits)")
     args = parser.parse_args(argv)
     check_run_arguments(parser, args)
     if not args.r1_gamma >= 0:

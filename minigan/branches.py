@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 
 from .backend import Backend
 from .layers import Layer, Shape, layer_from_config
-from .model import chain_shapes
+from .model import backward_through, chain_shapes
 
 
 class Branches(Layer):
@@ -136,8 +136,7 @@ class Branches(Layer):
         for branch, width in zip(self.branches, self.widths):
             g = dy[..., start:start + width].copy()  # this branch's columns, contiguous
             start += width
-            for index in range(len(branch) - 1, -1, -1):
-                g = branch[index].backward(g, grads=grads, input_grad=input_grad or index > 0)
+            g = backward_through(branch, g, grads, input_grad)
             if input_grad:
                 dx = g if dx is None else dx + g  # a new array: g may be a layer's reused buffer
         return dx

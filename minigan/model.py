@@ -194,11 +194,9 @@ class Sequential:
         `from_layer=l`, dy is dL/d(layer l's output) and only layers l..0 run: the
         gradients of the layers after l are neither added to nor overwritten.
         """
-        start = len(self.layers) - 1 if from_layer is None else self.layer_index(from_layer)
+        stop = len(self.layers) if from_layer is None else self.layer_index(from_layer) + 1
         grads = "skip" if not param_grads else ("add" if accumulate else "write")
-        for index in range(start, -1, -1):
-            dy = self.layers[index].backward(dy, grads=grads, input_grad=input_grad or index > 0)
-        return dy
+        return backward_through(self.layers[:stop], dy, grads, input_grad)
 
     def zero_grad(self) -> None:
         """Sets every gradient to zero."""
@@ -257,6 +255,15 @@ def chain_shapes(layers: Sequence[Layer], input_shape: Sequence[int]) -> list[Sh
             raise ValueError(f"layer {index} ({layer!r}) cannot take input shape {shapes[-1]}: "
                              f"{error}") from None
     return shapes
+
+
+def backward_through(layers: Sequence[Layer], dy: Any, grads: str, input_grad: bool) -> Any:
+    """Backpropagates dy = dL/d(the last layer's output) through `layers`, last to first, each
+    layer's parameter gradients by `grads` ("add", "write" or "skip"); returns dL/d(the first
+    layer's input), or None with `input_grad=False` (the first layer then skips it)."""
+    for index in range(len(layers) - 1, -1, -1):
+        dy = layers[index].backward(dy, grads=grads, input_grad=input_grad or index > 0)
+    return dy
 
 
 def _total(shapes: list[dict[str, Shape]]) -> int:

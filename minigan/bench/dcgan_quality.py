@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import metrics
 from ..model import Sequential
-from ..run.arguments import int_at_least
+from ..run.arguments import int_at_least, positive
 from ..run.evaluate import fitted_classifier
 from ..run.presets import PRESETS
 from ..run.realdata import RealData, evaluation_noise
@@ -25,7 +25,7 @@ Draw = Callable[[np.ndarray, bool], np.ndarray]
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a recipe run both scripts take: the data, Adam's learning rate, the
-    run's length and evaluations, the seed and the JSON file of the rows."""
+    run's length and evaluations, the seed, the JSON file of the rows, and D's MLP head."""
     parser.add_argument("--data", choices=["idx", "digits"], default="idx")
     parser.add_argument("--lr", type=float, default=PRESETS["dcgan"].lr, help="Adam's learning rate of D and G")
     parser.add_argument("--steps", type=int, default=8000)
@@ -33,6 +33,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int_at_least(2), default=2500, help="samples per evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument("--discriminator-mlp-head", type=positive, nargs="+", metavar="WIDTH", default=[],
+                        help="an MLP head of these hidden widths beside D's convolutions (D then has two logits)")
 
 
 def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
