@@ -10,7 +10,8 @@ and a moving average of G's weights. At every evaluation it
 prints one table row: the classifier Fréchet distance of 2,500 samples from the fixed
 evaluation noise with G in evaluation mode (running BatchNorm statistics) and the class
 those samples get worst (`class_frechet_distance`), in training mode (the samples' own
-batch statistics) and, with `--ema`, of the weight average; last, the evaluation-mode
+batch statistics) and, with `--ema`, of the weight average in both modes (in evaluation
+mode with statistics of its own, as `GAN.sample` draws it); last, the evaluation-mode
 distances joined as docs/quality.md quotes them.
 
     python benchmarks/dcgan_recipes.py --lr 1e-3 --steps 8000 --eval-every 2000
@@ -26,11 +27,13 @@ import time
 from functools import partial
 from typing import Any
 
-from minigan.averaging import shadow_copy, update_average
+from minigan.averaging import recompute_batch_norm_statistics, shadow_copy, update_average
 from minigan.backend import get_backend
 from minigan.bench.dcgan_quality import (TABLE_HEAD, TABLE_RULE, Scorer, add_run_arguments, check_run_arguments,
                                          eval_mode_summary, generator_samples, table_row)
 from minigan.files import atomic_write_json
+from minigan.gan import statistics_noise
+from minigan.model import Sequential
 from minigan.objectives import OBJECTIVES
 from minigan.run.arguments import positive
 from minigan.run.presets import PRESETS, Preset, build_gan
@@ -102,13 +105,21 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         if (step + 1) % args.eval_every == 0:
             row = score.row(step + 1, trained_s, partial(generator_samples, gan.generator))
             if average is not None:
-                row["ema"] = score(generator_samples(average, score.noise, True))[0]
+                row.update(average_distances(average, score))
             rows.append(row)
-            average_cell = f"{row['ema']:.2f}" if "ema" in row else "n/a (no --ema)"
+            average_cell = f"{row['ema']:.2f} / {row['ema_eval']:.2f}" if "ema" in row else "n/a (no --ema)"
             print(f"{table_row(row)} {average_cell} |", flush=True)
             if args.json:
                 atomic_write_json(args.json, {"args": vars(args), "rows": rows})
     return rows
+
+
+def average_distances(average: Sequential, score: Scorer) -> dict[str, float]:
+    """The weight average's distances in training mode and in evaluation mode with
+    BatchNorm statistics of its own, recomputed as `GAN.sample` does."""
+    training_mode = score(generator_samples(average, score.noise, True))[0]
+    recompute_batch_norm_statistics(average, average.backend.asarray(statistics_noise(score.noise.shape[1])))
+    return {"ema": training_mode, "ema_eval": score(generator_samples(average, score.noise, False))[0]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
           f"pack {preset.pack}, D steps {preset.d_steps}, label smoothing {preset.label_smoothing:g}, "
           f"batch {preset.batch_size}, D BatchNorm {'on' if preset.discriminator_batch_norm else 'off'}, "
           f"D's MLP head {preset.discriminator_mlp_head or 'none'}, seed {args.seed}\n")
-    print(f"{TABLE_HEAD} weight average (train mode) |")
+    print(f"{TABLE_HEAD} weight average: train mode / eval mode |")
     print(f"{TABLE_RULE}---:|")
     with blas_threads(1):
         rows = run(args)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .averaging import shadow_copy, update_average
+import numpy as np
+
+from .averaging import recompute_batch_norm_statistics, shadow_copy, update_average
 from .backend import Backend
 from .layers import positive_int
 from .model import Sequential, evaluating
@@ -28,6 +30,16 @@ from .objectives import OBJECTIVES
 from .optim import Optimizer, optimizer_from_config
 from .penalty import check_supported, gradient_penalty
 from .trainable import Trainable, check_optimizers, check_same_backend, data_batch
+
+
+STATISTICS_SAMPLES = 1024  # noise vectors that a weight average's BatchNorm statistics are computed from
+STATISTICS_SEED = 1024  # their generator's seed: any fixed one; neither the run's seed nor its stream
+
+
+def statistics_noise(latent_dim: int) -> np.ndarray:
+    """The fixed noise (STATISTICS_SAMPLES, latent_dim) of a weight average's BatchNorm
+    statistics, drawn from its own generator: sampling never moves the training stream."""
+    return np.random.default_rng(STATISTICS_SEED).standard_normal((STATISTICS_SAMPLES, latent_dim))
 
 
 class GAN(Trainable):
@@ -46,7 +58,8 @@ class GAN(Trainable):
         d_steps: discriminator steps per generator step; default 1, or 5 for wgan / wgan-gp.
         pack: PacGAN packing degree m (default 1: no packing).
         ema_decay: with 0 < ema_decay < 1, a moving average of G's weights (`generator_ema`,
-            updated after every G step) generates the samples; 0 (the default) turns it off.
+            updated after every G step) generates the samples, with BatchNorm statistics of
+            its own (recomputed by `sample`); 0 (the default) turns it off.
         loss_options: the loss's own options: `label_smoothing` (non_saturating, minimax;
             one-sided, off by default), `clip_value` (wgan, 0.01), `gp_weight` (wgan-gp, 10).
     """
@@ -126,9 +139,12 @@ class GAN(Trainable):
 
     def sample(self, n: int, z: Any = None) -> Any:
         """Generates n samples (n, *shape) from `z` or from fresh noise, in evaluation mode,
-        by the weight average when there is one."""
+        by the weight average when there is one, its BatchNorm statistics recomputed first
+        from `statistics_noise` (the same noise every time, not the training stream)."""
         z = self.noise(n) if z is None else self.backend.asarray(z)
         generator = self.models.get("generator_ema", self.generator)
+        if generator is not self.generator:
+            recompute_batch_norm_statistics(generator, self.backend.asarray(statistics_noise(self.latent_dim)))
         with evaluating(generator):
             return generator.forward(z)
 

@@ -64,6 +64,8 @@ def test_the_best_preset_widens_the_generators_second_stage_beside_a_two_headed_
     assert best.discriminator.config() == head.discriminator.config()  # D and its MLP head unchanged
     assert best.discriminator.output_shape == (2,)
     assert best.d_opt.lr == head.d_opt.lr == 1e-3 and PRESETS["dcgan-best"].steps == 10000
+    assert best.ema_decay == 0.999 and head.ema_decay == 0.0  # samples come from G's weight average
+    assert best.models["generator_ema"].config() == best.generator.config()
 
 
 class TorchDCGAN:

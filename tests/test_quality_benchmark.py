@@ -64,7 +64,7 @@ def test_dcgan_recipe_script_scores_every_evaluation(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert [row["step"] for row in rows] == [2, 4]
-    assert all(row[key] >= 0 for row in rows for key in ("eval_mode", "train_mode", "ema"))
+    assert all(row[key] >= 0 for row in rows for key in ("eval_mode", "train_mode", "ema", "ema_eval"))
     assert "pack 2, D steps 2, label smoothing 0.1, batch 16" in result.stdout
     for row in rows:  # "class: distance", the class whose samples are furthest from its real images
         label, distance = row["worst_class"].split(": ")
