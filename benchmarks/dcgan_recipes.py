@@ -11,8 +11,8 @@ prints one table row: the classifier Fréchet distance of 2,500 samples from the
 evaluation noise with G in evaluation mode (running BatchNorm statistics) and the class
 those samples get worst (`class_frechet_distance`), in training mode (the samples' own
 batch statistics) and, with `--ema`, of the weight average in both modes (in evaluation
-mode with statistics of its own, as `GAN.sample` draws it); last, the evaluation-mode
-distances joined as docs/quality.md quotes them.
+mode with statistics of its own, `recompute_generator_statistics`, as `GAN.sample` draws
+it); last, the evaluation-mode distances joined as docs/quality.md quotes them.
 
     python benchmarks/dcgan_recipes.py --lr 1e-3 --steps 8000 --eval-every 2000
     python benchmarks/dcgan_recipes.py --lr-d 4e-4 --lr-g 1e-4 --ema 0.999
@@ -27,12 +27,12 @@ import time
 from functools import partial
 from typing import Any
 
-from minigan.averaging import recompute_batch_norm_statistics, shadow_copy, update_average
+from minigan.averaging import shadow_copy, update_average
 from minigan.backend import get_backend
 from minigan.bench.dcgan_quality import (TABLE_HEAD, TABLE_RULE, Scorer, add_run_arguments, check_run_arguments,
                                          eval_mode_summary, generator_samples, table_row)
 from minigan.files import atomic_write_json
-from minigan.gan import statistics_noise
+from minigan.gan import recompute_generator_statistics
 from minigan.model import Sequential
 from minigan.objectives import OBJECTIVES
 from minigan.run.arguments import positive
@@ -118,7 +118,7 @@ def average_distances(average: Sequential, score: Scorer) -> dict[str, float]:
     """The weight average's distances in training mode and in evaluation mode with
     BatchNorm statistics of its own, recomputed as `GAN.sample` does."""
     training_mode = score(generator_samples(average, score.noise, True))[0]
-    recompute_batch_norm_statistics(average, average.backend.asarray(statistics_noise(score.noise.shape[1])))
+    recompute_generator_statistics(average)
     return {"ema": training_mode, "ema_eval": score(generator_samples(average, score.noise, False))[0]}
 
 

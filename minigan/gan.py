@@ -42,6 +42,13 @@ def statistics_noise(latent_dim: int) -> np.ndarray:
     return np.random.default_rng(STATISTICS_SEED).standard_normal((STATISTICS_SAMPLES, latent_dim))
 
 
+def recompute_generator_statistics(generator: Sequential) -> None:
+    """Sets a generator's BatchNorm running statistics to those of its samples of
+    `statistics_noise` (`recompute_batch_norm_statistics`): what a weight average samples with."""
+    noise = generator.backend.asarray(statistics_noise(generator.input_shape[0]))  # (samples, latent)
+    recompute_batch_norm_statistics(generator, noise)
+
+
 class GAN(Trainable):
     """A generator/discriminator pair and their optimizers.
 
@@ -144,7 +151,7 @@ class GAN(Trainable):
         z = self.noise(n) if z is None else self.backend.asarray(z)
         generator = self.models.get("generator_ema", self.generator)
         if generator is not self.generator:
-            recompute_batch_norm_statistics(generator, self.backend.asarray(statistics_noise(self.latent_dim)))
+            recompute_generator_statistics(generator)
         with evaluating(generator):
             return generator.forward(z)
 

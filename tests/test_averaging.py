@@ -7,7 +7,7 @@ import pytest
 
 import minigan as mg
 from minigan.averaging import recompute_batch_norm_statistics, shadow_copy
-from minigan.gan import GAN, STATISTICS_SAMPLES, statistics_noise
+from minigan.gan import GAN, STATISTICS_SAMPLES, recompute_generator_statistics, statistics_noise
 
 
 def generator_with_two_norms(backend_name):
@@ -88,8 +88,10 @@ def test_a_weight_average_samples_with_batch_norm_statistics_of_its_own(backend_
         assert np.all(host(average.layers[index].running_mean) == 0)
         assert np.all(host(average.layers[index].running_var) == 1)
         assert np.all(host(gan.generator.layers[index].running_mean) != 0)
-    expected_model = shadow_copy(average)
+    expected_model, by_helper = shadow_copy(average), shadow_copy(average)
     recompute_batch_norm_statistics(expected_model, gan.backend.asarray(statistics_noise(3)))
+    recompute_generator_statistics(by_helper)
+    np.testing.assert_array_equal(host(by_helper.buffers), host(expected_model.buffers))
     z = np.random.default_rng(9).standard_normal((5, 3))
     expected = host(expected_model.eval().forward(gan.backend.asarray(z)))
     state = gan.backend.rng_state()
