@@ -141,3 +141,47 @@ def test_class_samples_refuses_a_malformed_checkpoint_argument(capsys):
     with pytest.raises(SystemExit) as error:
         load_benchmark_script("class_samples").main(["--checkpoint", "no-label", "--class-index", "0", "--out", "x.png"])
     assert error.value.code == 2 and "expected LABEL=PATH" in capsys.readouterr().err
+
+
+def test_discriminator_rejection_chooses_by_the_logits():
+    script = load_benchmark_script("discriminator_rejection")
+    logits = np.array([0.5, -3.0, 2.0, 1.0, -1.0, 0.0, 3.0, -2.0, 1.5, -0.5])
+    chosen = script.choices(logits, 4, np.random.default_rng(0))
+    first, kept, highest, resampled = (chosen[name] for name in script.SELECTIONS)
+    assert first.tolist() == [0, 1, 2, 3]
+    assert kept.tolist() == [0, 2, 3, 4]            # index 1 (-3.0) is the pool's lowest 10%
+    assert highest.tolist() == [6, 2, 8, 3]         # 3.0, 2.0, 1.5, 1.0
+    assert len(resampled) == 4 and set(resampled.tolist()) <= set(range(10))
+    # resampling follows exp(logit): over many draws each index's share matches its weight
+    many = script.choices(logits, 200_000, np.random.default_rng(1))[script.SELECTIONS[3]]
+    shares = np.bincount(many, minlength=10) / len(many)
+    weights = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(shares, weights, atol=0.005)
+
+
+def test_discriminator_rejection_first_row_is_what_minigan_eval_scored(two_digit_runs, capsys):
+    script = load_benchmark_script("discriminator_rejection")
+    checkpoint = two_digit_runs[1]  # the dcgan preset on digits, 3 steps
+    assert script.main(["--checkpoint", str(checkpoint), "--pool", "2"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]  # after the header
+    assert [line.split(" | ")[0][2:] for line in lines] == list(script.SELECTIONS)
+    recorded = json.loads((checkpoint.parent / "metrics.json").read_text())["frechet_distance"]
+    assert float(lines[0].split(" | ")[1]) == pytest.approx(recorded, abs=0.005)
+    rows = script.rejection_rows(checkpoint, pool=2)
+    assert rows[0]["frechet_distance"] == pytest.approx(recorded, rel=1e-9)
+    assert rows[2]["mean_logit"] >= max(rows[0]["mean_logit"], rows[1]["mean_logit"])  # the top n of the pool
+
+
+def test_discriminator_rejection_says_what_is_wrong(two_digit_runs, tmp_path, capsys):
+    from minigan.run.cli import main as minigan
+    script = load_benchmark_script("discriminator_rejection")
+    assert script.main(["--checkpoint", str(tmp_path / "missing.npz")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert minigan(["train", "--data", "digits", "--preset", "vae", "--steps", "2", "--no-progress",
+                    "--out", str(tmp_path / "vae")]) == 0
+    capsys.readouterr()
+    assert script.main(["--checkpoint", str(tmp_path / "vae" / "checkpoint.npz")]) == 2
+    assert "holds a VAE, which has no discriminator" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
+        script.main(["--checkpoint", str(two_digit_runs[1]), "--pool", "1"])
+    assert error.value.code == 2 and "--pool must be at least 2" in capsys.readouterr().err
