@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from minigan import metrics
+from minigan.bench.dcgan_quality import Scorer
 from minigan.checkpoint import load_checkpoint
 from minigan.gan import GAN
 from minigan.model import evaluating
 from minigan.run.config import RunConfig
-from minigan.run.evaluate import fitted_classifier
-from minigan.run.realdata import evaluation_noise, real_data
+from minigan.run.realdata import real_data
 from minigan.run.threads import blas_threads
 
 SAMPLES = 2500  # scored per choice, as `minigan eval` scores
@@ -73,17 +72,14 @@ def rejection_rows(path: Path, pool: int) -> list[dict[str, object]]:
     data = real_data(config, preset)
     if data.dataset is None:
         raise ValueError(f"{path} was trained on {config.data}, not on images")
-    with blas_threads(preset.blas_threads):
-        classifier = fitted_classifier(data.dataset, config.seed)
-        samples, logits = pooled_samples(gan, evaluation_noise(gan.latent_dim, pool * SAMPLES, config.seed))
+    with blas_threads(preset.blas_threads):  # the classifier trains as `minigan eval` trains it
+        score = Scorer(data, gan.latent_dim, pool * SAMPLES, config.seed)  # its noise: the whole pool
+        samples, logits = pooled_samples(gan, score.noise)
         rows = []
         for name, indices in choices(logits, SAMPLES, np.random.default_rng(config.seed)).items():
-            stats = metrics.image_stats(data.to_data_space(samples[indices]), data.dataset, classifier)
-            per_class = np.array([np.nan if d is None else d for d in stats["class_frechet_distance"]])
-            worst = int(np.nanargmax(per_class))
-            rows.append({"selection": name, "frechet_distance": stats["frechet_distance"],
-                         "worst_class": f"{worst}: {per_class[worst]:.1f}", "distinct": len(set(indices.tolist())),
-                         "mean_logit": float(logits[indices].mean())})
+            distance, worst_class = score.distance(samples[indices])
+            rows.append({"selection": name, "frechet_distance": distance, "worst_class": worst_class,
+                         "distinct": len(set(indices.tolist())), "mean_logit": float(logits[indices].mean())})
     return rows
 
 

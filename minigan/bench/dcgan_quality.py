@@ -55,14 +55,20 @@ class Scorer:
         self.classifier = fitted_classifier(data.dataset, seed)
 
     def __call__(self, images: np.ndarray) -> tuple[float, str]:
-        """The distance of `images` (samples, H, W, C), drawn from `noise` in model space, and
-        its worst class as "index: distance" (class by class, as `minigan eval` prints them)."""
+        """The distance of `images` (samples, H, W, C), drawn from `noise` in model space,
+        rounded as the tables print it, and its worst class (`distance`)."""
+        distance, worst_class = self.distance(images)
+        return round(distance, 2), worst_class
+
+    def distance(self, images: np.ndarray) -> tuple[float, str]:
+        """The unrounded distance of `images` (samples, H, W, C) in model space, and its worst
+        class as "index: distance" (class by class, as `minigan eval` prints them)."""
         samples = self.data.to_data_space(images)  # (samples, pixels)
         stats = metrics.image_stats(samples, self.data.dataset, self.classifier)
         per_class = [(-1.0 if distance is None else distance, label)
                      for label, distance in enumerate(stats["class_frechet_distance"])]
         worst_distance, worst_label = max(per_class)
-        return round(stats["frechet_distance"], 2), f"{worst_label}: {worst_distance:.1f}"
+        return stats["frechet_distance"], f"{worst_label}: {worst_distance:.1f}"
 
     def row(self, step: int, trained_s: float, draw: Draw) -> dict[str, Any]:
         """One table row: the distances of `draw`'s samples in evaluation mode (running
