@@ -5,12 +5,13 @@ preset's learning rate.
 One variant per run (seed `--seed`, one BLAS thread): Adam's learning rate for D and G
 (`--lr`, or `--lr-d` / `--lr-g` for two time scales), a linear decay to 0 over the run,
 the loss, the widths of G and D, packing, D steps per G step, label smoothing, the batch
-size, D without BatchNorm, an MLP head beside D's convolutions (`--discriminator-mlp-head`),
-and a moving average of G's weights. At every evaluation it
+size, Adam's betas, D without BatchNorm, an MLP head beside D's convolutions
+(`--discriminator-mlp-head`), and moving averages of G's weights (one per `--ema` decay).
+At every evaluation it
 prints one table row: the classifier Fréchet distance of 2,500 samples from the fixed
 evaluation noise with G in evaluation mode (running BatchNorm statistics) and the class
 those samples get worst (`class_frechet_distance`), in training mode (the samples' own
-batch statistics) and, with `--ema`, of the weight average in both modes (in evaluation
+batch statistics) and, with `--ema`, of each weight average in both modes (in evaluation
 mode with statistics of its own, `recompute_generator_statistics`, as `GAN.sample` draws
 it); last, the evaluation-mode distances joined as docs/quality.md quotes them.
 
@@ -19,6 +20,7 @@ it); last, the evaluation-mode distances joined as docs/quality.md quotes them.
     python benchmarks/dcgan_recipes.py --lr 1e-3 --loss hinge --generator-hidden 256 128
     python benchmarks/dcgan_recipes.py --lr 1e-3 --pack 2 --d-steps 2 --no-discriminator-batch-norm
     python benchmarks/dcgan_recipes.py --lr 1e-3 --discriminator-mlp-head 512 256
+    python benchmarks/dcgan_recipes.py --lr 1e-3 --betas 0 0.99 --ema 0.999 0.9995
 """
 from __future__ import annotations
 
@@ -50,11 +52,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--loss", choices=sorted(OBJECTIVES), default="non_saturating")
     parser.add_argument("--generator-hidden", type=int, nargs=2, help="G's channels, widest first")
     parser.add_argument("--discriminator-hidden", type=int, nargs=2, help="D's channels, narrowest first")
-    parser.add_argument("--ema", type=float, default=0.0, help="also score a weight average of G with this decay")
+    parser.add_argument("--ema", type=float, nargs="+", default=[], metavar="DECAY",
+                        help="also score a weight average of G with this decay (several: one average each)")
     parser.add_argument("--pack", type=positive, help="PacGAN packing degree (default: the preset's)")
     parser.add_argument("--d-steps", type=positive, help="D steps per G step (default: the preset's)")
     parser.add_argument("--label-smoothing", type=float, help="one-sided: the real target becomes 1 - this")
     parser.add_argument("--batch-size", type=positive, help="default: the preset's")
+    parser.add_argument("--betas", type=float, nargs=2, metavar=("BETA1", "BETA2"),
+                        help="Adam's betas for D and G (default: the preset's)")
     parser.add_argument("--no-discriminator-batch-norm", action="store_true",
                         help="D without BatchNorm (then one pass over the real and fake batch)")
     args = parser.parse_args(argv)
@@ -63,8 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not value > 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
-    if not 0.0 <= args.ema < 1.0:
-        parser.error(f"--ema must be in [0, 1), got {args.ema}")
+    for decay in args.ema:
+        if not 0.0 < decay < 1.0:
+            parser.error(f"--ema must be in (0, 1), got {decay}")
+    if args.betas is not None and not all(0.0 <= beta < 1.0 for beta in args.betas):
+        parser.error(f"--betas must be in [0, 1), got {args.betas}")
     if args.label_smoothing is not None and not 0.0 <= args.label_smoothing < 0.5:
         parser.error(f"--label-smoothing must be in [0, 0.5), got {args.label_smoothing}")
     preset = variant_preset(args)
@@ -80,6 +88,7 @@ def variant_preset(args: argparse.Namespace) -> Preset:
     return PRESETS["dcgan"].with_overrides(
         loss=args.loss, generator_hidden=args.generator_hidden, discriminator_hidden=args.discriminator_hidden,
         pack=args.pack, d_steps=args.d_steps, label_smoothing=args.label_smoothing, batch_size=args.batch_size,
+        betas=tuple(args.betas) if args.betas else None,
         discriminator_batch_norm=False if args.no_discriminator_batch_norm else None,
         discriminator_mlp_head=tuple(args.discriminator_mlp_head) if args.discriminator_mlp_head else None)
 
@@ -90,7 +99,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     backend = get_backend("numpy", dtype="float32", seed=args.seed)
     data = RealData(args.data, preset.batch_size, args.seed, image_layout=True, symmetric=True)
     gan = build_gan(preset, data.shape, backend)
-    average = shadow_copy(gan.generator) if args.ema else None
+    averages = {decay: shadow_copy(gan.generator) for decay in args.ema}
     score = Scorer(data, preset.latent_dim, args.samples, args.seed)
     rows, trained_s = [], 0.0
     for step in range(args.steps):
@@ -99,19 +108,26 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         start = time.perf_counter()
         gan.train_step([data.batch(step * gan.d_steps + i) for i in range(gan.d_steps)]
                        if gan.d_steps > 1 else data.batch(step))
-        if average is not None:
-            update_average(average, gan.generator, args.ema)
+        for decay, average in averages.items():
+            update_average(average, gan.generator, decay)
         trained_s += time.perf_counter() - start
         if (step + 1) % args.eval_every == 0:
             row = score.row(step + 1, trained_s, partial(generator_samples, gan.generator))
-            if average is not None:
-                row.update(average_distances(average, score))
+            if averages:
+                row["averages"] = {str(decay): average_distances(average, score) for decay, average in averages.items()}
+                row.update(row["averages"][str(args.ema[0])])  # the first decay's, as "ema" and "ema_eval"
             rows.append(row)
-            average_cell = f"{row['ema']:.2f} / {row['ema_eval']:.2f}" if "ema" in row else "n/a (no --ema)"
-            print(f"{table_row(row)} {average_cell} |", flush=True)
+            print(f"{table_row(row)} {average_cells(row)} |", flush=True)
             if args.json:
                 atomic_write_json(args.json, {"args": vars(args), "rows": rows})
     return rows
+
+
+def average_cells(row: dict[str, Any]) -> str:
+    """The weight averages' "train mode / eval mode" distances, "; " between decays."""
+    if "averages" not in row:
+        return "n/a (no --ema)"
+    return "; ".join(f"{cell['ema']:.2f} / {cell['ema_eval']:.2f}" for cell in row["averages"].values())
 
 
 def average_distances(average: Sequential, score: Scorer) -> dict[str, float]:
@@ -128,9 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"### dcgan networks on {args.data}: lr D {args.lr_d}, G {args.lr_g}, "
           f"decay {args.lr_decay}, loss {preset.loss}, G {preset.generator_hidden}, D {preset.discriminator_hidden}, "
           f"pack {preset.pack}, D steps {preset.d_steps}, label smoothing {preset.label_smoothing:g}, "
-          f"batch {preset.batch_size}, D BatchNorm {'on' if preset.discriminator_batch_norm else 'off'}, "
+          f"batch {preset.batch_size}, betas {preset.betas}, D BatchNorm {'on' if preset.discriminator_batch_norm else 'off'}, "
           f"D's MLP head {preset.discriminator_mlp_head or 'none'}, seed {args.seed}\n")
-    print(f"{TABLE_HEAD} weight average: train mode / eval mode |")
+    decays = f" (decay {', '.join(map(str, args.ema))})" if args.ema else ""
+    print(f"{TABLE_HEAD} weight average{decays}: train mode / eval mode |")
     print(f"{TABLE_RULE}---:|")
     with blas_threads(1):
         rows = run(args)

@@ -57,20 +57,27 @@ def test_dcgan_recipe_script_scores_every_evaluation(tmp_path):
     pytest.importorskip("sklearn")
     result = subprocess.run([sys.executable, str(RECIPES), "--data", "digits", "--steps", "4", "--eval-every", "2",
                              "--samples", "100", "--discriminator-hidden", "8", "16", "--lr-d", "1e-3",
-                             "--lr-g", "5e-4", "--lr-decay", "linear", "--ema", "0.9", "--pack", "2",
+                             "--lr-g", "5e-4", "--lr-decay", "linear", "--ema", "0.9", "0.5", "--pack", "2",
                              "--d-steps", "2", "--label-smoothing", "0.1", "--batch-size", "16",
-                             "--json", str(tmp_path / "r.json")],
+                             "--betas", "0", "0.99", "--json", str(tmp_path / "r.json")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert [row["step"] for row in rows] == [2, 4]
     assert all(row[key] >= 0 for row in rows for key in ("eval_mode", "train_mode", "ema", "ema_eval"))
-    assert "pack 2, D steps 2, label smoothing 0.1, batch 16" in result.stdout
+    assert all(list(row["averages"]) == ["0.9", "0.5"] for row in rows)
+    assert all(row["averages"]["0.9"] == {"ema": row["ema"], "ema_eval": row["ema_eval"]} for row in rows)
+    # the two averages differ (decays 0.9 and 0.5 weigh G's recent steps differently)
+    assert rows[-1]["averages"]["0.9"] != rows[-1]["averages"]["0.5"]
+    assert "pack 2, D steps 2, label smoothing 0.1, batch 16, betas (0.0, 0.99)" in result.stdout
+    assert "weight average (decay 0.9, 0.5): train mode / eval mode" in result.stdout
     for row in rows:  # "class: distance", the class whose samples are furthest from its real images
         label, distance = row["worst_class"].split(": ")
         assert 0 <= int(label) < 10 and float(distance) >= 0
     table = [line for line in result.stdout.splitlines() if line.startswith("| 2 |") or line.startswith("| 4 |")]
     assert len(table) == 2
+    cells = [f"{cell['ema']:.2f} / {cell['ema_eval']:.2f}" for cell in rows[1]["averages"].values()]
+    assert table[1].endswith(f"| {'; '.join(cells)} |")
     assert result.stdout.rstrip().endswith(f"evaluation mode: {rows[0]['eval_mode']:.2f} / {rows[1]['eval_mode']:.2f}")
 
 
@@ -88,7 +95,9 @@ def test_dcgan_recipe_script_without_a_weight_average_says_so():
 
 @pytest.mark.parametrize("arguments, message", [(["--eval-every", "9", "--steps", "4"], "--eval-every"),
                                                 (["--lr", "0"], "--lr must be > 0"),
-                                                (["--ema", "1"], "--ema must be in [0, 1)"),
+                                                (["--ema", "1"], "--ema must be in (0, 1)"),
+                                                (["--ema", "0.999", "0"], "--ema must be in (0, 1)"),
+                                                (["--betas", "0.5", "1"], "--betas must be in [0, 1)"),
                                                 (["--pack", "0"], "--pack"),
                                                 (["--pack", "3"], "must be a multiple of --pack (3)"),
                                                 (["--label-smoothing", "0.5"], "--label-smoothing must be in")])
