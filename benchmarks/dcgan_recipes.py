@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for decay in args.ema:
         if not 0.0 < decay < 1.0:
             parser.error(f"--ema must be in (0, 1), got {decay}")
+    if len(set(args.ema)) != len(args.ema):
+        parser.error(f"--ema names a decay twice: {args.ema}")
     if args.betas is not None and not all(0.0 <= beta < 1.0 for beta in args.betas):
         parser.error(f"--betas must be in [0, 1), got {args.betas}")
     if args.label_smoothing is not None and not 0.0 <= args.label_smoothing < 0.5:

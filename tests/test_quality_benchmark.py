@@ -97,6 +97,7 @@ def test_dcgan_recipe_script_without_a_weight_average_says_so():
                                                 (["--lr", "0"], "--lr must be > 0"),
                                                 (["--ema", "1"], "--ema must be in (0, 1)"),
                                                 (["--ema", "0.999", "0"], "--ema must be in (0, 1)"),
+                                                (["--ema", "0.999", "0.999"], "--ema names a decay twice"),
                                                 (["--betas", "0.5", "1"], "--betas must be in [0, 1)"),
                                                 (["--pack", "0"], "--pack"),
                                                 (["--pack", "3"], "must be a multiple of --pack (3)"),
