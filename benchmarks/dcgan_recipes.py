@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"### dcgan networks on {args.data}: lr D {args.lr_d}, G {args.lr_g}, "
           f"decay {args.lr_decay}, loss {preset.loss}, G {preset.generator_hidden}, D {preset.discriminator_hidden}, "
           f"pack {preset.pack}, D steps {preset.d_steps}, label smoothing {preset.label_smoothing:g}, "
-          f"batch {preset.batch_size}, betas {preset.betas}, D BatchNorm {'on' if preset.discriminator_batch_norm else 'off'}, "
+          f"batch {preset.batch_size}, betas {preset.betas}, "
+          f"D BatchNorm {'on' if preset.discriminator_batch_norm else 'off'}, "
           f"D's MLP head {preset.discriminator_mlp_head or 'none'}, seed {args.seed}\n")
     decays = f" (decay {', '.join(map(str, args.ema))})" if args.ema else ""
     print(f"{TABLE_HEAD} weight average{decays}: train mode / eval mode |")
