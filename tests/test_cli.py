@@ -79,6 +79,7 @@ def test_resume_continues_to_more_steps(trained, tmp_path, capsys):
     (["train", "--data", "cifar"], "invalid choice"),
     (["train", "--steps", "0"], "must be a positive integer"),
     (["train", "--lr", "-1", *TINY], "lr must be a positive number"),
+    (["train", "--lr-d", "inf", *TINY], "lr_d must be a positive number"),
     (["train", "--backend", "cupy", *TINY], "cupy"),
     (["train", "--data", "idx", "--data-dir", "/nonexistent/dir", *TINY], "/nonexistent/dir"),
     (["train", "--resume", "/nonexistent/run", *TINY], "checkpoint not found"),

@@ -46,6 +46,26 @@ def test_another_loss_brings_its_paper_optimizer_and_critic_steps():
     assert type(gan.g_opt) is mg.Adam and gan.g_opt.lr == 3e-4 and gan.g_opt.beta2 == 0.9
 
 
+def test_the_discriminator_s_own_learning_rate():
+    """--lr-d sets D's rate alone; --lr sets every network's, a preset's lr_d included,
+    unless --lr-d is named too; another loss's paper optimizer still takes --lr-d."""
+    two_rates = dataclasses.replace(presets.PRESETS["ring8"], lr=2e-3, lr_d=1e-3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(presets.PRESETS, "ring8", two_rates)
+        for options, g_lr, d_lr in [({}, 2e-3, 1e-3), (dict(lr_d=5e-4), 2e-3, 5e-4), (dict(lr=3e-4), 3e-4, 3e-4),
+                                    (dict(lr=3e-4, lr_d=1e-4), 3e-4, 1e-4)]:
+            _, gan = build(RunConfig(data="ring8", **options))
+            assert (gan.g_opt.lr, gan.d_opt.lr) == (g_lr, d_lr), options
+            resolved = RunConfig(data="ring8", **options).resolved()
+            assert (resolved.lr, resolved.lr_d) == (g_lr, None if d_lr == g_lr else d_lr), options
+        _, gan = build(RunConfig(data="ring8", loss="wgan", lr_d=1e-4))
+        assert type(gan.d_opt) is mg.RMSProp and (gan.g_opt.lr, gan.d_opt.lr) == (5e-5, 1e-4)
+    preset = RunConfig(data="digits", model="vaegan", preset="vaegan", lr_d=1e-4).resolved_preset()
+    vaegan = presets.build_vaegan(preset, (8, 8, 1), mg.get_backend("numpy"))
+    rates = {name: optimizer.lr for name, optimizer in vaegan.optimizers.items()}
+    assert rates == {"encoder_opt": 2e-4, "decoder_opt": 2e-4, "discriminator_opt": 1e-4}, rates
+
+
 def test_pack_override_widens_the_discriminator():
     _, gan = build(RunConfig(data="ring8", pack=4))
     assert gan.pack == 4 and gan.discriminator.in_features == 8
@@ -59,6 +79,8 @@ def test_pack_override_widens_the_discriminator():
     ({"dtype": "float16"}, "dtype must be one of"),
     ({"blas_threads": 0}, "blas_threads must be a positive integer"),
     ({"steps": -3}, "steps must be a positive integer"),
+    ({"lr_d": 0.0}, "lr_d must be a positive number"),
+    ({"lr_d": float("nan")}, "lr_d must be a positive number"),
 ])
 def test_bad_configurations(kwargs, words):
     with pytest.raises(ValueError, match=words):
@@ -284,6 +306,7 @@ def test_the_convolutional_vae_preset_trains_on_images_and_resumes_bit_exactly(t
 @pytest.mark.parametrize("options, words", [
     (dict(model="vae", loss="wgan"), "--loss and --pack apply to GANs"),
     (dict(model="vae", pack=2), "--loss and --pack apply to GANs"),
+    (dict(model="vae", lr_d=1e-4), "--lr-d applies to models with a discriminator"),
     (dict(model="vae", preset="ring8"), "preset 'ring8' builds a gan, not a vae"),
     (dict(model="gan", preset="vae"), "preset 'vae' builds a vae, not a gan"),
 ])

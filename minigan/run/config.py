@@ -45,6 +45,8 @@ class RunConfig:
     steps: int | None = _option(None, "total training steps (a resumed run continues to it)", type=int)
     batch_size: int | None = _option(None, "examples per step", type=int)
     lr: float | None = _option(None, "learning rate of every optimizer", type=float)
+    lr_d: float | None = _option(None, "learning rate of the discriminator (default: --lr when it is given, "
+                                 "else the preset's)", type=float)
     seed: int = _option(0, "seed of the weights, the noise and the batch order", type=int)
     backend: str = _option("numpy", "array backend (auto: cupy when a CUDA device is present)",
                            choices=BACKEND_NAMES)
@@ -75,8 +77,10 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("lr", "lr_d"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 
@@ -95,10 +99,15 @@ class RunConfig:
         if preset.family != "gan" and (self.loss is not None or self.pack is not None):
             raise ValueError(f"--loss and --pack apply to GANs; preset {self.preset_name()!r} builds a "
                              f"{preset.family}")
+        if preset.family == "vae" and self.lr_d is not None:
+            raise ValueError(f"--lr-d applies to models with a discriminator; preset {self.preset_name()!r} "
+                             f"builds a vae")
         if self.loss is not None and self.loss != preset.loss:
             # The preset's optimizer settings were tuned for its own loss.
-            preset = replace(preset, loss=self.loss, optimizer="paper", lr=None, d_steps=None,
+            preset = replace(preset, loss=self.loss, optimizer="paper", lr=None, lr_d=None, d_steps=None,
                              label_smoothing=0.0)
+        if self.lr is not None or self.lr_d is not None:  # --lr sets every network's rate, --lr-d then D's
+            preset = replace(preset, lr_d=self.lr_d)
         return preset.with_overrides(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                                      pack=self.pack, blas_threads=self.blas_threads)
 
@@ -108,7 +117,8 @@ class RunConfig:
         gan = preset.family == "gan"
         return replace(self, model=preset.family, preset=self.preset or self.preset_name(),
                        loss=preset.loss if gan else None, steps=preset.steps,
-                       batch_size=preset.batch_size, lr=preset.lr, pack=preset.pack if gan else None,
+                       batch_size=preset.batch_size, lr=preset.lr, lr_d=preset.lr_d,
+                       pack=preset.pack if gan else None,
                        blas_threads=preset.blas_threads, out=str(self.output_dir()))
 
     def output_dir(self) -> Path:

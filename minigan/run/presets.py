@@ -44,7 +44,8 @@ class Preset:
     discriminator_mlp_head: tuple[int, ...] = ()  # dcgan: hidden widths of an MLP head beside D's convolutions
     output: str = "linear"                   # G's output layer: linear (2-D data) or sigmoid ([0, 1] images)
     optimizer: str = "adam"                  # adam | rmsprop | paper (the loss's paper optimizer)
-    lr: float | None = 2e-4                  # learning rate of both players; None: the paper's
+    lr: float | None = 2e-4                  # learning rate of every network; None: the paper's
+    lr_d: float | None = None                # the discriminator's learning rate; None: lr
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's betas
     lr_decay: str = "none"                   # none | linear (to 0 over the run)
     batch_size: int = 64
@@ -158,23 +159,24 @@ def build_gan(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> 
         discriminator = mlp([features * preset.pack, *preset.discriminator_hidden, 1],
                             preset.discriminator_activation, "linear", preset.init, backend)
     loss_options = {"label_smoothing": preset.label_smoothing} if preset.label_smoothing else {}
-    return GAN(generator, discriminator, loss=preset.loss, d_opt=_optimizer(preset, discriminator),
+    return GAN(generator, discriminator, loss=preset.loss, d_opt=_optimizer(preset, discriminator, preset.lr_d),
                g_opt=_optimizer(preset, generator), d_steps=preset.d_steps, pack=preset.pack,
                ema_decay=preset.ema_decay, **loss_options)
 
 
-def _optimizer(preset: Preset, model: Sequential) -> Optimizer:
-    """The preset's optimizer for `model`."""
+def _optimizer(preset: Preset, model: Sequential, lr: float | None = None) -> Optimizer:
+    """The preset's optimizer for `model`, at learning rate `lr` (None: the preset's)."""
+    lr = preset.lr if lr is None else lr
     if preset.optimizer == "paper":
         optimizer = OBJECTIVES[preset.loss]().make_optimizer(model)
-        optimizer.lr = optimizer.lr if preset.lr is None else preset.lr
+        optimizer.lr = optimizer.lr if lr is None else lr
         return optimizer
-    if preset.lr is None:
+    if lr is None:
         raise ValueError(f"optimizer {preset.optimizer!r} needs a learning rate")
     if preset.optimizer == "adam":
-        return Adam(model, lr=preset.lr, betas=preset.betas)
+        return Adam(model, lr=lr, betas=preset.betas)
     if preset.optimizer == "rmsprop":
-        return RMSProp(model, lr=preset.lr)
+        return RMSProp(model, lr=lr)
     raise ValueError(f"optimizer must be adam, rmsprop or paper, got {preset.optimizer!r}")
 
 
@@ -215,7 +217,7 @@ def build_vaegan(preset: Preset, data_shape: tuple[int, ...], backend: Backend) 
     feature_layer = len(discriminator.layers) - 3  # the LeakyReLU before Flatten and the logit
     return VAEGAN(encoder, decoder, discriminator, feature_layer, gamma=preset.gamma, beta=preset.beta,
                   encoder_opt=_optimizer(preset, encoder), decoder_opt=_optimizer(preset, decoder),
-                  discriminator_opt=_optimizer(preset, discriminator))
+                  discriminator_opt=_optimizer(preset, discriminator, preset.lr_d))
 
 
 def build_model(family: str, preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> Any:
