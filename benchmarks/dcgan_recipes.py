@@ -4,22 +4,23 @@ preset's learning rate.
 
 One variant per run (seed `--seed`, one BLAS thread): Adam's learning rate for D and G
 (`--lr`, or `--lr-d` / `--lr-g` for two time scales), a linear decay to 0 over the run,
-the loss, the widths of G and D, packing, D steps per G step, label smoothing, the batch
-size, Adam's betas, D without BatchNorm, an MLP head beside D's convolutions
-(`--discriminator-mlp-head`), and moving averages of G's weights (one per `--ema` decay).
-At every evaluation it
-prints one table row: the classifier Fréchet distance of 2,500 samples from the fixed
-evaluation noise with G in evaluation mode (running BatchNorm statistics) and the class
-those samples get worst (`class_frechet_distance`), in training mode (the samples' own
-batch statistics) and, with `--ema`, of each weight average in both modes (in evaluation
-mode with statistics of its own, `recompute_generator_statistics`, as `GAN.sample` draws
-it); last, the evaluation-mode distances joined as docs/quality.md quotes them.
+the loss, the widths of G and D (and how many convolutions D has), packing, D steps per
+G step, label smoothing, the batch size, Adam's betas, D without BatchNorm, an MLP head
+beside D's convolutions (`--discriminator-mlp-head`), and moving averages of G's weights
+(one per `--ema` decay). At every evaluation it prints one table row: the classifier
+Fréchet distance of 2,500 samples from the fixed evaluation noise with G in evaluation
+mode (running BatchNorm statistics) and the class those samples get worst
+(`class_frechet_distance`), in training mode (the samples' own batch statistics) and, with
+`--ema`, of each weight average in both modes (in evaluation mode with statistics of its
+own, `recompute_generator_statistics`, as `GAN.sample` draws it); last, the
+evaluation-mode distances joined as docs/quality.md quotes them.
 
     python benchmarks/dcgan_recipes.py --lr 1e-3 --steps 8000 --eval-every 2000
     python benchmarks/dcgan_recipes.py --lr-d 4e-4 --lr-g 1e-4 --ema 0.999
     python benchmarks/dcgan_recipes.py --lr 1e-3 --loss hinge --generator-hidden 256 128
     python benchmarks/dcgan_recipes.py --lr 1e-3 --pack 2 --d-steps 2 --no-discriminator-batch-norm
     python benchmarks/dcgan_recipes.py --lr 1e-3 --discriminator-mlp-head 512 256
+    python benchmarks/dcgan_recipes.py --lr 1e-3 --discriminator-hidden 64 128 256
     python benchmarks/dcgan_recipes.py --lr 1e-3 --betas 0 0.99 --ema 0.999 0.9995
 """
 from __future__ import annotations
@@ -51,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr-decay", choices=["none", "linear"], default="none", help="linear: to 0 over the run")
     parser.add_argument("--loss", choices=sorted(OBJECTIVES), default="non_saturating")
     parser.add_argument("--generator-hidden", type=int, nargs=2, help="G's channels, widest first")
-    parser.add_argument("--discriminator-hidden", type=int, nargs=2, help="D's channels, narrowest first")
+    parser.add_argument("--discriminator-hidden", type=int, nargs="+",
+                        help="D's channels, narrowest first (one k4 s2 convolution each)")
     parser.add_argument("--ema", type=float, nargs="+", default=[], metavar="DECAY",
                         help="also score a weight average of G with this decay (several: one average each)")
     parser.add_argument("--pack", type=positive, help="PacGAN packing degree (default: the preset's)")
@@ -77,6 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--betas must be in [0, 1), got {args.betas}")
     if args.label_smoothing is not None and not 0.0 <= args.label_smoothing < 0.5:
         parser.error(f"--label-smoothing must be in [0, 0.5), got {args.label_smoothing}")
+    side = {"digits": 8, "idx": 28}[args.data]  # each k4 s2 p1 convolution halves a side (rounding down)
+    if args.discriminator_hidden and side >> (len(args.discriminator_hidden) - 1) < 2:
+        parser.error(f"--discriminator-hidden: {len(args.discriminator_hidden)} convolutions shrink the "
+                     f"{side}x{side} images of --data {args.data} below 1x1; at most {side.bit_length() - 1}")
     preset = variant_preset(args)
     if preset.batch_size % preset.pack:
         parser.error(f"the batch size ({preset.batch_size}) must be a multiple of --pack ({preset.pack})")

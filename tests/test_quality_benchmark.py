@@ -84,13 +84,14 @@ def test_dcgan_recipe_script_scores_every_evaluation(tmp_path):
 def test_dcgan_recipe_script_without_a_weight_average_says_so():
     pytest.importorskip("sklearn")
     result = subprocess.run([sys.executable, str(RECIPES), "--data", "digits", "--steps", "2", "--eval-every", "2",
-                             "--samples", "100", "--discriminator-hidden", "8", "16", "--generator-hidden", "16", "8",
-                             "--no-discriminator-batch-norm"],
+                             "--samples", "100", "--discriminator-hidden", "8", "16", "32", "--generator-hidden",
+                             "16", "8", "--no-discriminator-batch-norm"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     (row,) = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")]
     assert row.endswith("| n/a (no --ema) |") and "nan" not in result.stdout
-    assert "D BatchNorm off" in result.stdout
+    # three convolutions: 8 -> 4 -> 2 -> 1
+    assert "D [8, 16, 32]" in result.stdout and "D BatchNorm off" in result.stdout
 
 
 @pytest.mark.parametrize("arguments, message", [(["--eval-every", "9", "--steps", "4"], "--eval-every"),
@@ -101,7 +102,9 @@ def test_dcgan_recipe_script_without_a_weight_average_says_so():
                                                 (["--betas", "0.5", "1"], "--betas must be in [0, 1)"),
                                                 (["--pack", "0"], "--pack"),
                                                 (["--pack", "3"], "must be a multiple of --pack (3)"),
-                                                (["--label-smoothing", "0.5"], "--label-smoothing must be in")])
+                                                (["--label-smoothing", "0.5"], "--label-smoothing must be in"),
+                                                (["--data", "digits", "--discriminator-hidden", "8", "16", "32", "64"],
+                                                 "4 convolutions shrink the 8x8 images of --data digits below 1x1")])
 def test_dcgan_recipe_script_refuses_nonsense(arguments, message):
     result = subprocess.run([sys.executable, str(RECIPES), *arguments], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr
