@@ -54,18 +54,29 @@ def test_a_preset_may_drop_batchnorm_from_the_discriminator():
     assert without.num_params == with_bn.num_params - 2 * 128
 
 
-def test_the_best_preset_widens_the_generators_second_stage_beside_a_two_headed_discriminator():
+def test_the_best_preset_widens_the_generator_and_deepens_the_two_headed_discriminator():
     from minigan.run.presets import PRESETS, build_gan
     be = mg.get_backend("numpy", "float32", seed=0)
     best, head = (build_gan(PRESETS[name], (28, 28, 1), be) for name in ("dcgan-best", "dcgan-mlp-head"))
     assert best.generator.shapes[5:8] == [(14, 14, 128)] * 3  # ConvT 128->128, BatchNorm, ReLU
     assert head.generator.shapes[5:8] == [(14, 14, 64)] * 3
     assert best.generator.num_params - head.generator.num_params == 16 * 128 * 64 + 64 + 2 * 64 + 16 * 64
-    assert best.discriminator.config() == head.discriminator.config()  # D and its MLP head unchanged
+    (convolutional, perceptron), (_, head_perceptron) = (d.discriminator.layers[0].branches for d in (best, head))
+    assert [layer.W.shape for layer in convolutional if type(layer).__name__ == "Conv2d"] == [
+        (4, 4, 1, 64), (4, 4, 64, 128), (4, 4, 128, 256)]
+    assert [type(layer).__name__ for layer in convolutional[5:]] == [
+        "Conv2d", "BatchNorm", "LeakyReLU", "Flatten", "Dense"]
+    assert convolutional[-1].W.shape == (3 * 3 * 256, 1)  # 28 -> 14 -> 7 -> 3
+    assert [layer.W.shape for layer in perceptron if hasattr(layer, "W")] == [
+        layer.W.shape for layer in head_perceptron if hasattr(layer, "W")]  # the MLP head unchanged
+    third = 16 * 128 * 256 + 256 + 2 * 256
+    assert best.discriminator.num_params - head.discriminator.num_params == third - (7 * 7 * 128 - 3 * 3 * 256)
     assert best.discriminator.output_shape == (2,)
-    assert best.d_opt.lr == head.d_opt.lr == 1e-3 and PRESETS["dcgan-best"].steps == 10000
+    assert best.d_opt.lr == head.d_opt.lr == 1e-3 and PRESETS["dcgan-best"].steps == 6000
     assert best.ema_decay == 0.999 and head.ema_decay == 0.0  # samples come from G's weight average
     assert best.models["generator_ema"].config() == best.generator.config()
+    wide_g = PRESETS["dcgan-wide-g"]  # the earlier best: the same but for D's third convolution and the steps
+    assert PRESETS["dcgan-best"].with_overrides(discriminator_hidden=(64, 128), steps=10000) == wide_g
 
 
 class TorchDCGAN:
@@ -246,3 +257,10 @@ def test_a_dcgan_run_resumes_bit_exactly(tmp_path, preset, running_var):
     train(RunConfig(steps=6, progress=False), resume=str(tmp_path / "resumed"))
     straight = assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
     assert running_var in straight
+
+
+def test_the_scaling_benchmark_can_time_every_dcgan_gan_preset():
+    from minigan.bench.scaling import SHAPES
+    from minigan.run.presets import PRESETS
+    dcgans = {name for name, preset in PRESETS.items() if preset.architecture == "dcgan" and preset.family == "gan"}
+    assert dcgans == {"dcgan", "dcgan-mlp-head", "dcgan-wide-g", "dcgan-best"} and dcgans <= set(SHAPES)

@@ -37,7 +37,7 @@ from .timing import PAUSE_S
 
 # The presets it can time, with the shape of one example of their data set.
 SHAPES = {"ring8": (2,), "digits": (64,), "seed": (784,), "idx": (784,), "vae": (784,), "dcgan": (28, 28, 1),
-          "dcgan-mlp-head": (28, 28, 1), "dcgan-best": (28, 28, 1)}
+          "dcgan-mlp-head": (28, 28, 1), "dcgan-wide-g": (28, 28, 1), "dcgan-best": (28, 28, 1)}
 LOOPBACK = "--oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo"
 
 

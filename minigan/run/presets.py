@@ -125,16 +125,19 @@ PRESETS: dict[str, Preset] = {
 # DCGAN the sandals the MLP drew worst. Steps take 15% longer than dcgan's on two processes:
 # 20,000 steps, about 17 minutes where dcgan's 25,000 take 20 (docs/quality.md).
 PRESETS["dcgan-mlp-head"] = PRESETS["dcgan"].with_overrides(discriminator_mlp_head=(512, 256), steps=20000)
-# The best DCGAN measured: dcgan-mlp-head with G's 14x14 stage twice as wide (ConvT 128->128,
-# then 128->1). That stage alone ended on dcgan's plateau (4.13 against 4.51 after 8,000 steps);
-# beside the MLP head it is 1.75 against 2.95 (seed 0), and 1.60 ± 0.04 over three seeds after
-# 10,000 steps: about 20 minutes on two processes with --sync-bn (docs/quality.md, "The best recipe").
-# Samples come from a moving average of G's weights (decay 0.999) with BatchNorm statistics of
-# its own: 1.52 ± 0.20 against G's 1.60 ± 0.04, closer in 25 of 30 class cells (docs/quality.md,
-# "A weight average of G"). D at half G's rate (--lr-d 5e-4) was level on the mean, 1.51 ± 0.34
-# over the same three seeds ("What did not help after the weight average").
-PRESETS["dcgan-best"] = PRESETS["dcgan-mlp-head"].with_overrides(generator_hidden=(128, 128), steps=10000,
-                                                                 ema_decay=0.999)
+# dcgan-mlp-head with G's 14x14 stage twice as wide (ConvT 128->128, then 128->1), sampled from
+# a moving average of G's weights (decay 0.999) with BatchNorm statistics of its own. The wider
+# stage alone ended on dcgan's plateau (4.13 against 4.51 after 8,000 steps); beside the MLP head
+# it is 1.75 against 2.95 (seed 0), and 1.60 ± 0.04 over three seeds after 10,000 steps, the
+# average 1.52 ± 0.20 (docs/quality.md, "The best recipe", "A weight average of G"): dcgan-best
+# until D had a third convolution. D at half G's rate (--lr-d 5e-4) was level: 1.51 ± 0.34.
+PRESETS["dcgan-wide-g"] = PRESETS["dcgan-mlp-head"].with_overrides(generator_hidden=(128, 128), steps=10000,
+                                                                   ema_decay=0.999)
+# The best DCGAN measured: dcgan-wide-g with a third convolution in D (128->256, 7x7 -> 3x3,
+# BatchNorm, LeakyReLU). Each step is about 1.2x as long, and it needs 6,000 steps where
+# dcgan-wide-g needed 10,000: 16-17 minutes on two processes with --sync-bn, the bag's distance
+# about halved (docs/quality.md, "A third convolution in D").
+PRESETS["dcgan-best"] = PRESETS["dcgan-wide-g"].with_overrides(discriminator_hidden=(64, 128, 256), steps=6000)
 
 
 def build_gan(preset: Preset, data_shape: tuple[int, ...], backend: Backend) -> GAN:
