@@ -1,7 +1,7 @@
 """The DCGAN step benchmark at batch 2: its product list against the layers' sizes, the
 tables and JSON minigan-only, and the PyTorch rows from the child process when PyTorch
 is installed; the prototype of D's passes side by side (its twin of D, its bit-for-bit
-check). Structure only: no assertion on speeds."""
+check); the two-core bound and its element-wise probe. Structure only: no assertion on speeds."""
 import json
 import sys
 
@@ -164,3 +164,37 @@ def test_the_col2im_benchmark_times_both_orders_for_every_case(capsys):
     script.main(["--batch-sizes", "2", "--rounds", "1", "--repeats", "1"])
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "(2, " in line]
     assert len(table) == len(script.CASES)
+
+
+def test_the_two_core_bound_is_the_two_thread_products_plus_half_the_one_thread_rest():
+    script = load_benchmark_script("two_core_limits")
+    row = script.bound_row(step_1=160.0, products_1=110.0, step_2=120.0, products_2=60.0, torch_2=90.0)
+    assert row == {"rest_1": 50.0, "rest_2": 60.0, "bound": 85.0, "ratio": 0.75, "ratio_at_bound": 90.0 / 85.0}
+    assert script.bound_row(160.0, 110.0, 120.0, 60.0, None)["ratio_at_bound"] is None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_element_wise_probe_computes_its_four_passes_on_either_thread_count(threads):
+    chain = load_benchmark_script("two_core_limits").Chain(7)  # odd: the two halves differ by a row
+    chain.run(threads)
+    expected = np.maximum((chain.x - chain.mean) * chain.scale + np.float32(0.1), 0)
+    np.testing.assert_allclose(chain.out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_the_two_core_benchmark_prints_both_tables(capsys):
+    script = load_benchmark_script("two_core_limits")
+    assert script.main(["--batch-sizes", "2", "--rounds", "1", "--repeats", "1", "--no-torch"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    step_row, chain_row = [line.strip("|").split("|") for line in out if line.startswith("| 2 |")]
+    one, two = ([float(value) for value in cell.split(" / ")] for cell in step_row[1:3])
+    assert one[2] == pytest.approx(one[0] - one[1], abs=0.011) and two[2] == pytest.approx(two[0] - two[1], abs=0.011)
+    assert float(step_row[3]) == pytest.approx(two[1] + one[2] / 2, abs=0.011)
+    assert [cell.strip() for cell in step_row[4:]] == ["n/a"] * 3  # no PyTorch
+    assert float(chain_row[1]) > 0 and float(chain_row[2]) > 0 and chain_row[3].strip().endswith("x")
+    assert any(line.startswith("- CPU: ") for line in out)
+
+
+def test_the_two_core_benchmark_refuses_a_batch_of_one(capsys):
+    with pytest.raises(SystemExit) as error:
+        load_benchmark_script("two_core_limits").main(["--batch-sizes", "1", "--no-torch"])
+    assert error.value.code == 2 and "at least 2" in capsys.readouterr().err
