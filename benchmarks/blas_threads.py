@@ -44,8 +44,8 @@ from minigan.run.presets import PRESETS, build_gan
 
 # the shape of one real example per preset (flat for the MLPs, channels-last images for dcgan)
 DATA_SHAPES = {"seed": (784,), "ring8": (2,), "grid25": (2,), "ring8-best": (2,), "grid25-best": (2,),
-               "digits": (64,), "idx": (784,), "dcgan": (28, 28, 1)}
-EXPENSIVE = {"idx", "grid25-best", "dcgan"}  # these take half the repeats
+               "digits": (64,), "idx": (784,), "dcgan-paper": (28, 28, 1)}
+EXPENSIVE = {"idx", "grid25-best", "dcgan-paper"}  # these take half the repeats
 THREADS = (1, 2)
 SWITCH_MARGIN = 1.20   # the quiet machine overrides the busy one above this speed ratio
 TIE_MARGIN = 1.05      # below this ratio in both conditions the settings are even

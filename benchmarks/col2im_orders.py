@@ -1,5 +1,5 @@
 """col2im benchmark: its two orders of adding the windows back, on the convolutions of the
-`dcgan` preset's step (and one 3x3 convolution), float32, NumPy.
+`dcgan-paper` preset's step (and one 3x3 convolution), float32, NumPy.
 
 `minigan.im2col.col2im` adds each row of a column matrix onto its window of the padded
 image. `add_windows_by_position` does it a kernel position at a time (kh kw strided adds);

@@ -1,4 +1,4 @@
-"""Chunk-size benchmark: the `dcgan` preset's training step (float32, NumPy) with the
+"""Chunk-size benchmark: the `dcgan-paper` preset's training step (float32, NumPy) with the
 convolutions' column matrices made a chunk of samples at a time, for several chunk sizes
 (`Backend.chunk_bytes`, `minigan.im2col.sample_chunks`), against the whole batch at once.
 

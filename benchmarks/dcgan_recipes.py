@@ -1,4 +1,4 @@
-"""DCGAN recipe search: trains the `dcgan` preset's networks with other settings and scores
+"""DCGAN recipe search: trains the `dcgan-paper` preset's networks with other settings and scores
 the generator every `--eval-every` steps, the way docs/quality.md ("DCGAN") chose the
 preset's learning rate.
 
@@ -92,8 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def variant_preset(args: argparse.Namespace) -> Preset:
-    """The `dcgan` preset with the variant's options (those given) applied."""
-    return PRESETS["dcgan"].with_overrides(
+    """The `dcgan-paper` preset with the variant's options (those given) applied."""
+    return PRESETS["dcgan-paper"].with_overrides(
         loss=args.loss, generator_hidden=args.generator_hidden, discriminator_hidden=args.discriminator_hidden,
         pack=args.pack, d_steps=args.d_steps, label_smoothing=args.label_smoothing, batch_size=args.batch_size,
         betas=tuple(args.betas) if args.betas else None,

@@ -1,4 +1,4 @@
-"""DCGAN step benchmark: minigan's `dcgan` preset against the same networks and step in
+"""DCGAN step benchmark: minigan's `dcgan-paper` preset against the same networks and step in
 PyTorch, float32 on the CPU, with as many threads on each side (`--threads`).
 
 For each batch size it prints one row: the median ms of a training step on each side
@@ -46,11 +46,11 @@ SIDES = ("minigan", "torch", "minigan_parallel")  # the last with --processes K 
 
 
 def parallel_step_ms(batch: int, processes: int, threads: int, repeats: int, mpirun_args: str = LOOPBACK) -> float:
-    """ms per step of the `dcgan` preset at global `batch` on `processes` data-parallel
+    """ms per step of the `dcgan-paper` preset at global `batch` on `processes` data-parallel
     processes (synchronised BatchNorm, threads // processes BLAS threads each, at least one)."""
     timing = argparse.Namespace(warmup=2, steps=repeats, blocks=3, mpirun_args=mpirun_args)
     configuration = (processes, max(1, threads // processes), False, True)  # no busy polling, sync BN
-    return run_configuration("dcgan", batch, configuration, timing)["ms_per_step"]
+    return run_configuration("dcgan-paper", batch, configuration, timing)["ms_per_step"]
 
 
 def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, threads: int = 2,

@@ -1,4 +1,4 @@
-"""The `dcgan` preset's recipe trained in PyTorch and scored by minigan's own metric: the
+"""The `dcgan-paper` preset's recipe trained in PyTorch and scored by minigan's own metric: the
 PyTorch twin of benchmarks/dcgan_recipes.py's default row, so that the two can be compared.
 
 The networks are `minigan.bench.dcgan_torch.TorchDCGAN` (G z(100) -> Dense -> (128, H/4, W/4) ->
@@ -45,7 +45,7 @@ from minigan.run.presets import PRESETS
 from minigan.run.realdata import RealData
 from minigan.run.threads import blas_threads
 
-PRESET = PRESETS["dcgan"]  # the recipe; TorchDCGAN builds its networks (tests check they match)
+PRESET = PRESETS["dcgan-paper"]  # the recipe; TorchDCGAN builds its networks (tests check they match)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         sys.exit("this benchmark needs PyTorch: pip install torch==2.13.0")
     torch.set_num_threads(args.threads)
-    print(f"### dcgan recipe in PyTorch on {args.data}: lr D and G {args.lr}, betas {PRESET.betas}, "
+    print(f"### dcgan-paper recipe in PyTorch on {args.data}: lr D and G {args.lr}, betas {PRESET.betas}, "
           f"loss {PRESET.loss}, G {PRESET.generator_hidden}, D {PRESET.discriminator_hidden}, "
           f"batch {PRESET.batch_size}, D {discriminator_description(args)}, "
           f"seed {args.seed}, {args.threads} torch thread(s)\n")

@@ -1,5 +1,5 @@
 """Prototype benchmark: D's two passes (real, fake) side by side on two threads, against one
-after the other on two BLAS threads, for the `dcgan` preset (float32, NumPy).
+after the other on two BLAS threads, for the `dcgan-paper` preset (float32, NumPy).
 
 minigan's D step runs D with BatchNorm over the real and the fake batch in two passes.
 NumPy runs everything but the matrix products on one core, so this prototype runs the fake
@@ -101,7 +101,7 @@ def check_bit_for_bit(batch: int) -> bool:
     the other on one BLAS thread, bit for bit."""
     grads = []
     for side_by_side in (False, True):
-        gan = build_gan(PRESETS["dcgan"], (28, 28, 1), get_backend("numpy", "float64", seed=0))
+        gan = build_gan(PRESETS["dcgan-paper"], (28, 28, 1), get_backend("numpy", "float64", seed=0))
         rng = np.random.default_rng(1)
         real, fake = rng.uniform(-1, 1, (2, batch, 28, 28, 1))
         passes = Passes(gan)

@@ -1,4 +1,4 @@
-"""What a second core can give minigan's DCGAN step: the `dcgan` preset's step and its
+"""What a second core can give minigan's DCGAN step: the `dcgan-paper` preset's step and its
 matrix products on one and on two BLAS threads, and PyTorch's step on two threads, in one
 run (float32, NumPy).
 

@@ -1,4 +1,4 @@
-"""DCGAN: the convolutional generator and discriminator the `dcgan` preset builds, whole
+"""DCGAN: the convolutional generator and discriminator the DCGAN presets build, whole
 training steps against PyTorch in float64 (Adam, BatchNorm in both networks, D in two
 passes), WGAN-GP refusing a BatchNorm critic, packing along channels, and a DCGAN run that
 resumes bit-exactly (BatchNorm's running statistics included)."""
@@ -46,18 +46,19 @@ def test_the_architecture_is_the_papers():
 def test_a_preset_may_drop_batchnorm_from_the_discriminator():
     from minigan.run.presets import PRESETS, build_gan
     be = mg.get_backend("numpy", "float32", seed=0)
-    with_bn = build_gan(PRESETS["dcgan"], (28, 28, 1), be).discriminator
-    without = build_gan(PRESETS["dcgan"].with_overrides(discriminator_batch_norm=False), (28, 28, 1), be).discriminator
+    with_bn = build_gan(PRESETS["dcgan-paper"], (28, 28, 1), be).discriminator
+    without = build_gan(PRESETS["dcgan-paper"].with_overrides(discriminator_batch_norm=False), (28, 28, 1), be).discriminator
     assert [type(layer).__name__ for layer in without.layers] == [
         "Conv2d", "LeakyReLU", "Conv2d", "LeakyReLU", "Flatten", "Dense"]
     assert without.rows_independent and not with_bn.rows_independent  # one pass over [real; fake]
     assert without.num_params == with_bn.num_params - 2 * 128
 
 
-def test_the_best_preset_widens_the_generator_and_deepens_the_two_headed_discriminator():
+def test_the_dcgan_preset_widens_the_generator_and_deepens_the_two_headed_discriminator():
     from minigan.run.presets import PRESETS, build_gan
     be = mg.get_backend("numpy", "float32", seed=0)
-    best, head = (build_gan(PRESETS[name], (28, 28, 1), be) for name in ("dcgan-best", "dcgan-mlp-head"))
+    assert PRESETS["dcgan-best"] is PRESETS["dcgan"]  # the final recipe's first name still runs it
+    best, head = (build_gan(PRESETS[name], (28, 28, 1), be) for name in ("dcgan", "dcgan-mlp-head"))
     assert best.generator.shapes[5:8] == [(14, 14, 128)] * 3  # ConvT 128->128, BatchNorm, ReLU
     assert head.generator.shapes[5:8] == [(14, 14, 64)] * 3
     assert best.generator.num_params - head.generator.num_params == 16 * 128 * 64 + 64 + 2 * 64 + 16 * 64
@@ -72,11 +73,15 @@ def test_the_best_preset_widens_the_generator_and_deepens_the_two_headed_discrim
     third = 16 * 128 * 256 + 256 + 2 * 256
     assert best.discriminator.num_params - head.discriminator.num_params == third - (7 * 7 * 128 - 3 * 3 * 256)
     assert best.discriminator.output_shape == (2,)
-    assert best.d_opt.lr == head.d_opt.lr == 1e-3 and PRESETS["dcgan-best"].steps == 6000
+    assert best.d_opt.lr == head.d_opt.lr == 1e-3 and PRESETS["dcgan"].steps == 6000
     assert best.ema_decay == 0.999 and head.ema_decay == 0.0  # samples come from G's weight average
     assert best.models["generator_ema"].config() == best.generator.config()
     wide_g = PRESETS["dcgan-wide-g"]  # the earlier best: the same but for D's third convolution and the steps
-    assert PRESETS["dcgan-best"].with_overrides(discriminator_hidden=(64, 128), steps=10000) == wide_g
+    assert PRESETS["dcgan"].with_overrides(discriminator_hidden=(64, 128), steps=10000) == wide_g
+    paper = PRESETS["dcgan-paper"]  # the paper's networks, which dcgan-mlp-head adds its MLP head to
+    assert PRESETS["dcgan-mlp-head"] == paper.with_overrides(discriminator_mlp_head=(512, 256), steps=20000)
+    assert (paper.generator_hidden, paper.discriminator_hidden, paper.discriminator_mlp_head, paper.ema_decay,
+            paper.lr, paper.batch_size, paper.steps) == ((128, 64), (64, 128), (), 0.0, 1e-3, 64, 25000)
 
 
 class TorchDCGAN:
@@ -247,7 +252,7 @@ def test_sampling_uses_evaluation_mode():
     assert gan.generator.training  # and the mode is restored
 
 
-@pytest.mark.parametrize("preset, running_var", [("dcgan", "discriminator/3.running_var"),
+@pytest.mark.parametrize("preset, running_var", [("dcgan-paper", "discriminator/3.running_var"),
                                                  ("dcgan-mlp-head", "discriminator/0.0.3.running_var")])
 def test_a_dcgan_run_resumes_bit_exactly(tmp_path, preset, running_var):
     pytest.importorskip("sklearn")
@@ -259,8 +264,23 @@ def test_a_dcgan_run_resumes_bit_exactly(tmp_path, preset, running_var):
     assert running_var in straight
 
 
+def test_a_run_of_the_paper_recipe_saved_under_its_old_name_resumes_bit_exactly(tmp_path, monkeypatch):
+    """`dcgan` named the paper's networks until the final recipe took the name: a checkpoint
+    recording preset "dcgan" with those networks resumes as it started."""
+    pytest.importorskip("sklearn")
+    from minigan.run import presets
+    common = dict(data="digits", batch_size=8, progress=False, eval_samples=20, log_every=1)
+    train(RunConfig(steps=6, preset="dcgan-paper", out=str(tmp_path / "straight"), **common))
+    with monkeypatch.context() as patch:  # the earlier minigan's table
+        patch.setitem(presets.PRESETS, "dcgan", presets.PRESETS["dcgan-paper"])
+        train(RunConfig(steps=3, preset="dcgan", out=str(tmp_path / "resumed"), **common))
+    assert presets.PRESETS["dcgan"].discriminator_hidden == (64, 128, 256)  # today's dcgan
+    train(RunConfig(steps=6, progress=False), resume=str(tmp_path / "resumed"))
+    assert_same_checkpoint_arrays(tmp_path / "straight", tmp_path / "resumed")
+
+
 def test_the_scaling_benchmark_can_time_every_dcgan_gan_preset():
     from minigan.bench.scaling import SHAPES
     from minigan.run.presets import PRESETS
     dcgans = {name for name, preset in PRESETS.items() if preset.architecture == "dcgan" and preset.family == "gan"}
-    assert dcgans == {"dcgan", "dcgan-mlp-head", "dcgan-wide-g", "dcgan-best"} and dcgans <= set(SHAPES)
+    assert dcgans == {"dcgan-paper", "dcgan-mlp-head", "dcgan-wide-g", "dcgan", "dcgan-best"} and dcgans <= set(SHAPES)

@@ -1,4 +1,4 @@
-"""benchmarks/dcgan_torch_quality.py, the dcgan recipe in PyTorch scored by minigan's metric:
+"""benchmarks/dcgan_torch_quality.py, the dcgan-paper recipe in PyTorch scored by minigan's metric:
 a tiny run on sklearn's digits end to end, its refusals, its line without PyTorch, and the
 `TorchDCGAN` it trains (the preset's networks, its learning rate, the real batch given)."""
 import json
@@ -24,7 +24,7 @@ MINIGAN_NAMES = {"Linear": "Dense", "Unflatten": "Reshape", "BatchNorm2d": "Batc
 @pytest.fixture
 def torch():
     """PyTorch, its thread count restored after the test (the script sets it)."""
-    torch = pytest.importorskip("torch", reason="the PyTorch twin of the dcgan recipe (pip install torch==2.13.0)")
+    torch = pytest.importorskip("torch", reason="the PyTorch twin of the dcgan-paper recipe (pip install torch==2.13.0)")
     threads = torch.get_num_threads()
     yield torch
     torch.set_num_threads(threads)
@@ -36,10 +36,10 @@ def test_a_tiny_run_on_digits_prints_and_writes_every_evaluation(torch, tmp_path
         ["--data", "digits", "--steps", "4", "--eval-every", "2", "--samples", "100",
          "--json", str(tmp_path / "t.json")])
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("### dcgan recipe in PyTorch on digits: lr D and G 0.001, ")
+    assert out[0].startswith("### dcgan-paper recipe in PyTorch on digits: lr D and G 0.001, ")
     results = json.loads((tmp_path / "t.json").read_text())
     rows = results["rows"]
-    assert [row["step"] for row in rows] == [2, 4] and results["args"]["lr"] == PRESETS["dcgan"].lr
+    assert [row["step"] for row in rows] == [2, 4] and results["args"]["lr"] == PRESETS["dcgan-paper"].lr
     for row in rows:
         assert all(math.isfinite(row[key]) and row[key] > 0 for key in ("eval_mode", "train_mode", "train_s"))
         label, distance = row["worst_class"].split(": ")
@@ -75,7 +75,7 @@ def test_without_torch_it_says_what_to_install_in_one_line():
 @pytest.mark.parametrize("image", [DIGITS, (28, 28, 1)])
 def test_the_torch_networks_are_the_presets(torch, image):
     model = TorchDCGAN(torch, 2, image=image)
-    gan = build_gan(PRESETS["dcgan"], image, get_backend("numpy", "float32", seed=0))
+    gan = build_gan(PRESETS["dcgan-paper"], image, get_backend("numpy", "float32", seed=0))
     for ours, theirs in ((gan.generator, model.G), (gan.discriminator, model.D)):
         assert [MINIGAN_NAMES.get(type(module).__name__, type(module).__name__) for module in theirs] == \
             [type(layer).__name__ for layer in ours.layers]
@@ -85,7 +85,7 @@ def test_the_torch_networks_are_the_presets(torch, image):
 
 def test_the_mlp_head_is_the_presets_and_d_joins_both_heads_logits(torch):
     model = TorchDCGAN(torch, 4, image=DIGITS, mlp_head=(7, 5))
-    preset = PRESETS["dcgan"].with_overrides(discriminator_mlp_head=(7, 5))
+    preset = PRESETS["dcgan-paper"].with_overrides(discriminator_mlp_head=(7, 5))
     ours = build_gan(preset, DIGITS, get_backend("numpy", "float32", seed=0)).discriminator
     convolutional, perceptron = model.D.heads
     assert [[MINIGAN_NAMES.get(type(module).__name__, type(module).__name__) for module in head]

@@ -1,4 +1,4 @@
-"""DCGAN step benchmark (float32, CPU): minigan's `dcgan` preset against the same networks
+"""DCGAN step benchmark (float32, CPU): minigan's `dcgan-paper` preset against the same networks
 and step written in PyTorch, with a per-layer breakdown and the step's matrix-product share.
 
 What it measures, per batch size B:
@@ -132,11 +132,11 @@ def products_ms(products: list[Product], repeats: int) -> float:
 
 
 class MiniganDCGAN:
-    """The `dcgan` preset's GAN (NumPy, float32, seed 0) and a real batch of size `batch`."""
+    """The `dcgan-paper` preset's GAN (NumPy, float32, seed 0) and a real batch of size `batch`."""
 
     def __init__(self, batch: int):
         self.backend = get_backend("numpy", "float32", seed=0)
-        self.gan = build_gan(PRESETS["dcgan"], IMAGE, self.backend)
+        self.gan = build_gan(PRESETS["dcgan-paper"], IMAGE, self.backend)
         self.rng = np.random.default_rng(1)
         self.real = self.backend.asarray(self.rng.uniform(-1, 1, (batch, *IMAGE)))
         self.batch = batch

@@ -27,7 +27,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a recipe run both scripts take: the data, Adam's learning rate, the
     run's length and evaluations, the seed, the JSON file of the rows, and D's MLP head."""
     parser.add_argument("--data", choices=["idx", "digits"], default="idx")
-    parser.add_argument("--lr", type=float, default=PRESETS["dcgan"].lr, help="Adam's learning rate of D and G")
+    parser.add_argument("--lr", type=float, default=PRESETS["dcgan-paper"].lr, help="Adam's learning rate of D and G")
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--samples", type=int_at_least(2), default=2500, help="samples per evaluation")

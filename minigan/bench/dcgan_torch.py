@@ -1,4 +1,4 @@
-"""The PyTorch side of the DCGAN benchmarks: the `dcgan` preset's networks and step written
+"""The PyTorch side of the DCGAN benchmarks: the `dcgan-paper` preset's networks and step written
 in idiomatic PyTorch (`TorchDCGAN`), and the child process that times them for
 benchmarks/dcgan_step.py (`python -m minigan.bench.dcgan_torch --torch-worker`, one JSON
 request and reply a line; `TorchWorker` is its client). benchmarks/dcgan_torch_quality.py

@@ -2,7 +2,7 @@
 device backend, how much of the device's peak it uses, and the report's markdown.
 
 Rows: the MLP GAN step (the `seed` preset's shape, G 100 -> H -> 784, D 784 -> H -> 1, Adam,
-as in `minigan.bench.step`) and the DCGAN step (the `dcgan` preset on 28x28x1 images, as in
+as in `minigan.bench.step`) and the DCGAN step (the `dcgan-paper` preset on 28x28x1 images, as in
 `minigan.bench.dcgan`), float32, at each batch size on each backend. A cell is the median
 milliseconds of `GAN.train_step` over `repeats` steps after warm-up, the device
 synchronised around every timed step (`step.median_ms`). Its FLOPs are those of the step's
@@ -72,8 +72,8 @@ def mlp_case(backend: Backend, batch: int, hidden: int) -> tuple[Any, Any, int]:
 
 
 def dcgan_case(backend: Backend, batch: int) -> tuple[Any, Any, int]:
-    """(the dcgan preset's GAN, a real batch (N, 28, 28, 1) in [-1, 1), FLOPs of one step's products)."""
-    gan = build_gan(PRESETS["dcgan"], IMAGE, backend)
+    """(the dcgan-paper preset's GAN, a real batch (N, 28, 28, 1) in [-1, 1), FLOPs of one step's products)."""
+    gan = build_gan(PRESETS["dcgan-paper"], IMAGE, backend)
     real = backend.asarray(np.random.default_rng(1).uniform(-1, 1, (batch, *IMAGE)))  # (N, 28, 28, 1)
     flops = sum(product_flops(p.a, p.b, p.transpose_a, p.transpose_b, p.count) for p in dcgan_products(gan, batch))
     return gan, real, flops
