@@ -36,7 +36,7 @@ from minigan.bench.dcgan import MiniganDCGAN
 from minigan.bench.dcgan_torch import TorchWorker
 from minigan.bench.machine import OtherLoad, describe, format_machine
 from minigan.bench.scaling import LOOPBACK, run_configuration
-from minigan.bench.timing import Run, Summary, alternate
+from minigan.bench.timing import Run, Summary, add_round_arguments, alternate
 from minigan.distributed import find_mpirun
 from minigan.files import atomic_write_json
 from minigan.run.arguments import positive
@@ -173,9 +173,7 @@ def format_layer_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", type=positive, nargs="+", default=[64, 256])
-    parser.add_argument("--rounds", type=positive, default=5, help="rounds alternating which side goes first")
-    parser.add_argument("--repeats", type=positive, default=10, help="timed steps per side and round")
+    add_round_arguments(parser, rounds=5)
     parser.add_argument("--threads", type=positive, default=2, help="BLAS threads (NumPy) and torch threads")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     parser.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")

@@ -33,8 +33,7 @@ import numpy as np
 from minigan.bench.dcgan import MiniganDCGAN
 from minigan.bench.dcgan_torch import TorchWorker
 from minigan.bench.machine import OtherLoad, describe, format_machine
-from minigan.bench.timing import Summary, alternate, timed_block
-from minigan.run.arguments import positive
+from minigan.bench.timing import Summary, add_round_arguments, alternate, timed_block
 from minigan.run.threads import blas_threads
 
 MINIGAN_SIDES = {"minigan, 1 thread": 1, "minigan, 2 threads": 2}
@@ -147,9 +146,7 @@ def format_tables(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", type=positive, nargs="+", default=[64, 256])
-    parser.add_argument("--rounds", type=positive, default=3, help="rounds alternating which side goes first")
-    parser.add_argument("--repeats", type=positive, default=10, help="timed steps per side and round")
+    add_round_arguments(parser, rounds=3)
     parser.add_argument("--no-torch", action="store_true", help="minigan and the probe only")
     args = parser.parse_args(argv)
     if any(batch < 2 for batch in args.batch_sizes):

@@ -144,3 +144,17 @@ def test_the_profile_names_every_phase_and_the_step_matches_an_unprofiled_one():
     for _ in range(4):  # the profile's untimed step and its three timed ones
         twin.train_step(real)
     assert gan.train_step(real) == twin.train_step(real)  # profiling changed no number
+
+
+def test_round_arguments_default_and_refuse_nonsense(capsys):
+    import argparse
+    from minigan.bench.timing import add_round_arguments
+    parser = argparse.ArgumentParser()
+    add_round_arguments(parser, rounds=3)
+    args = parser.parse_args([])
+    assert (args.batch_sizes, args.rounds, args.repeats) == ([64, 256], 3, 10)
+    assert parser.parse_args(["--batch-sizes", "8", "16", "--repeats", "2"]).batch_sizes == [8, 16]
+    for bad in (["--rounds", "0"], ["--batch-sizes", "-4"], ["--repeats", "two"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+        assert bad[0] in capsys.readouterr().err

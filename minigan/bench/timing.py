@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence, TypeVar
 
+from ..run.arguments import positive
+
 PAUSE_S = 0.3  # idle time before every timed block
 
 Result = TypeVar("Result")
@@ -138,3 +140,11 @@ class Summary:
     def as_dict(self) -> dict[str, float | None]:
         return {"median": self.median, "low": self.low, "high": self.high,
                 "when_first": self.when_first, "when_second": self.when_second}
+
+
+def add_round_arguments(parser: Any, rounds: int, batch_sizes: Sequence[int] = (64, 256)) -> None:
+    """--batch-sizes, --rounds (default `rounds`) and --repeats (default 10): the grid and the
+    rounds of a benchmark whose sides take turns (`alternate`)."""
+    parser.add_argument("--batch-sizes", type=positive, nargs="+", default=list(batch_sizes))
+    parser.add_argument("--rounds", type=positive, default=rounds, help="rounds alternating which side goes first")
+    parser.add_argument("--repeats", type=positive, default=10, help="timed steps per side and round")
