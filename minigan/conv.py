@@ -1,19 +1,22 @@
-"""Convolutions on channels-last images: `Conv2d` and `ConvTranspose2d`, by im2col.
+"""Convolutions on channels-last images: `Conv2d` and `ConvTranspose2d`, by im2col in bands.
 
 Images are (N, H, W, C) and weights (kh, kw, in_channels, out_channels). A convolution
-gathers every kh x kw window of the padded input into one row of a column matrix
-(`im2col`, in `minigan.im2col`) and multiplies it by the weights seen as a (kh kw in, out)
-matrix: one product forward. Its input gradient is the adjoint: the product with W^T
-scatters each row back onto its window (`col2im`). `ConvTranspose2d` *is* that adjoint:
-its forward is a convolution's input gradient and its input gradient is a convolution, so
-the two share those functions and nothing else. Both make their column matrices a chunk of
-samples at a time, and keep their padded image and column buffers between steps.
+gathers every kh x kw window of its input into one row of a column matrix and multiplies
+it by the weights seen as a (kh kw in, out) matrix; its input gradient is the adjoint, the
+product with W^T added back onto the windows. Over a padded image part of those products
+would multiply the padding's zeros (14% for a k4 s2 p1 layer at 14x14), so the layers split
+the output into bands (`minigan.im2col.bands`) whose windows all use the same part of the
+kernel and lie inside the image: the layer is the sum of the bands' unpadded convolutions
+with those parts, and every product is over real pixels. `ConvTranspose2d` *is* the
+adjoint of `Conv2d`: its forward is a convolution's input gradient and its input gradient
+is a convolution, so the two share those functions and nothing else. Both make their
+column matrices a chunk of samples at a time and keep their column buffers between steps.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .im2col import Pair, col2im_of_product, crop_image, im2col, pad_image, sample_chunks, window_count
+from .im2col import Band, Pair, band_rows, bands, gather, sample_chunks, scatter_add, window_count
 from .layers import Layer, Shape, check_init, initial_weights, positive_int
 
 
@@ -26,7 +29,11 @@ def _pair(name: str, value: Any, minimum: int = 1) -> Pair:
 
 
 class _Convolution(Layer):
-    """What both convolutions share: arguments, parameters, the weight matrix, config."""
+    """What both convolutions share: arguments, parameters, bands, column buffers, config.
+
+    `_bands(size, outputs)` are the bands of the convolution from images of `size` (H, W)
+    to `outputs` (Ho, Wo) windows: for Conv2d its input to its output, for ConvTranspose2d
+    its output to its input."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, init: str = "he"):
@@ -36,8 +43,8 @@ class _Convolution(Layer):
         self.stride = _pair("stride", stride)
         self.padding = _pair("padding", padding, minimum=0)
         self.init = check_init(init)
-        self._col_buffer = None     # im2col's output, reused while the shapes stay the same
-        self._padded_buffer = None  # the padded image im2col reads, its border kept zero
+        self._band_table: dict[tuple[Pair, Pair], list[Band]] = {}
+        self._col_buffers: dict[int, Any] = {}  # band index -> its columns, reused while the shapes stay
 
     def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "in_channels": self.in_channels,
@@ -58,44 +65,48 @@ class _Convolution(Layer):
             raise ValueError(f"expects images (H, W, {self.in_channels}) (channels last)")
         return input_shape[0], input_shape[1]
 
-    def _columns(self, image: Any) -> Any:
-        """im2col of `image` (N, H, W, C) padded by this layer's padding, as a new array
-        (N Ho Wo, kh kw C); the layer's buffers and forward cache are left alone."""
-        return im2col(self.xp, pad_image(self.xp, image, self.padding), self.kernel_size, self.stride)
-
-    def _columns_times(self, image: Any, matrix: Any) -> tuple[Any, Any]:
-        """(cols, cols @ matrix): im2col of `image` (N, H, W, C), padded, into the layer's
-        column buffer (N Ho Wo, kh kw C), and its product with `matrix` (kh kw C, M) as
-        (N Ho Wo, M), each chunk of samples multiplied while its columns are in cache."""
-        padded = self._pad(image)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        n, hp, wp, c = padded.shape
-        ho, wo = window_count(hp, kh, sh), window_count(wp, kw, sw)
-        self._col_buffer = self._buffer(self._col_buffer, (n, ho, wo, kh, kw, c), padded.dtype, self.xp.empty)
-        product = self.xp.empty((n * ho * wo, matrix.shape[1]), dtype=padded.dtype)
-        sample_bytes = ho * wo * kh * kw * c * padded.dtype.itemsize
-        for start, stop in sample_chunks(n, sample_bytes, self.backend.chunk_bytes):
-            chunk = im2col(self.xp, padded[start:stop], self.kernel_size, self.stride,
-                           out=self._col_buffer[start:stop])                   # (chunk Ho Wo, kh kw C)
-            self.xp.matmul(chunk, matrix, out=product[start * ho * wo : stop * ho * wo])
-        return self._col_buffer.reshape(n * ho * wo, kh * kw * c), product
-
-    def _pad(self, image: Any) -> Any:
-        """`image` (N, H, W, C) padded by this layer's padding, in the layer's padded buffer
-        (im2col copies out of it at once, so one buffer serves every call)."""
-        (ph, pw) = self.padding
-        if ph == pw == 0:
-            return image
-        n, h, w, c = image.shape
-        shape = (n, h + 2 * ph, w + 2 * pw, c)
-        self._padded_buffer = self._buffer(self._padded_buffer, shape, image.dtype, self.xp.zeros)
-        return pad_image(self.xp, image, self.padding, out=self._padded_buffer)
+    def _bands(self, size: Pair, outputs: Pair) -> list[Band]:
+        key = (tuple(size), tuple(outputs))
+        if key not in self._band_table:
+            self._band_table[key] = bands(outputs, size, self.kernel_size, self.stride, self.padding)
+        return self._band_table[key]
 
     @staticmethod
-    def _buffer(buffer: Any, shape: tuple[int, ...], dtype: Any, make: Any) -> Any:
-        """`buffer` when it has this shape and dtype, else make(shape, dtype)."""
+    def _covers(band_list: list[Band], outputs: Pair) -> bool:
+        """Whether the bands hold every output position (else some lie wholly on padding)."""
+        return sum(band.size[0] * band.size[1] for band in band_list) == outputs[0] * outputs[1]
+
+    def _kernel_part(self, band: Band) -> Any:
+        """W[i0:i1, j0:j1] (ki, kj, in, out) of the band's taps."""
+        (i0, i1), (j0, j1) = band.kernel_rows, band.kernel_cols
+        return self.W[i0:i1, j0:j1]
+
+    def _weight_gradient(self, parts: list[tuple[Band, Any]], dtype: Any) -> Any:
+        """dL/dW (kh, kw, in, out) from each band's part (ki, kj, in, out), summed in a new
+        array: a pass's gradient is made whole before it meets the accumulated one, so that
+        passes add up the same way in any order (D's real and fake passes, on any process)."""
+        weight_grad = self.xp.zeros(self.W.shape, dtype=dtype)
+        for band, part in parts:
+            (i0, i1), (j0, j1) = band.kernel_rows, band.kernel_cols
+            weight_grad[i0:i1, j0:j1] += part
+        return weight_grad
+
+    def _store_weight_gradient(self, weight_grad: Any, grads: str) -> None:
+        if grads == "add":
+            self.dW += weight_grad
+        elif grads == "write":
+            self.dW[...] = weight_grad
+
+    def _chunks(self, n: int, band: Band, channels: int, dtype: Any) -> list[tuple[int, int]]:
+        """Chunks of samples within the backend's budget for the band's columns."""
+        (bh, bw), (ki, kj) = band.size, band.kernel
+        return sample_chunks(n, bh * bw * ki * kj * channels * dtype.itemsize, self.backend.chunk_bytes)
+
+    def _column_buffer(self, index: int, shape: tuple[int, ...], dtype: Any) -> Any:
+        """The band's column buffer when it has this shape and dtype, else a new one."""
+        buffer = self._col_buffers.get(index)
         if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-            return make(shape, dtype=dtype)
+            buffer = self._col_buffers[index] = self.xp.empty(shape, dtype=dtype)
         return buffer
 
     def _add_bias_gradient(self, dy: Any, grads: str) -> None:
@@ -109,8 +120,8 @@ class Conv2d(_Convolution):
     """2-D convolution (cross-correlation, as torch's conv2d) on (N, H, W, in_channels).
 
     y[n, h, w, o] = b[o] + sum_{i, j, c} x_pad[n, h s + i, w s + j, c] W[i, j, c, o];
-    output size (H + 2 p - k) // s + 1. Backward: dW = cols^T dy, db = sum dy,
-    dx = col2im(dy W^T) without the padding.
+    output size (H + 2 p - k) // s + 1. Per band: cols = gather(x), y = cols W_part;
+    backward dW_part += cols^T dy, db = sum dy, dx += scatter(dy W_part^T).
 
     Args:
         in_channels, out_channels: channels of the input and output.
@@ -129,44 +140,67 @@ class Conv2d(_Convolution):
 
     def forward(self, x: Any) -> Any:
         self.input_shape = x.shape
-        self.cols, y = self._columns_times(x, self.W.reshape(-1, self.out_channels))
-        y += self.b                                                             # (N Ho Wo, out)
-        return y.reshape(x.shape[0], *self.output_shape(x.shape[1:]))
+        y, self.cols = self._convolve(x, keep_columns=True)
+        y += self.b
+        return y
 
-    def _product(self, cols: Any, input_shape: tuple[int, ...]) -> Any:
-        """cols @ W for an input of `input_shape`, as images (N, Ho, Wo, out)."""
-        y = cols @ self.W.reshape(-1, self.out_channels)                        # (N Ho Wo, out)
-        return y.reshape(input_shape[0], *self.output_shape(input_shape[1:]))
+    def linear(self, x: Any) -> Any:
+        """The convolution of x without the bias, without touching the forward cache."""
+        return self._convolve(x, keep_columns=False)[0]
+
+    def _convolve(self, x: Any, keep_columns: bool) -> tuple[Any, list[Any]]:
+        """(x convolved with W, no bias, as (N, Ho, Wo, out); each band's columns (N bh bw,
+        ki kj in), in the layer's buffers when kept for backward, else new)."""
+        xp, n = self.xp, x.shape[0]
+        ho, wo, out = self.output_shape(x.shape[1:])
+        band_list = self._bands(x.shape[1:3], (ho, wo))
+        y = (xp.empty if self._covers(band_list, (ho, wo)) else xp.zeros)((n, ho, wo, out), dtype=x.dtype)
+        columns = []
+        for index, band in enumerate(band_list):
+            (h0, h1), (w0, w1), (bh, bw), (ki, kj) = band.rows, band.cols, band.size, band.kernel
+            shape = (n, bh, bw, ki, kj, self.in_channels)
+            buffer = self._column_buffer(index, shape, x.dtype) if keep_columns else xp.empty(shape, x.dtype)
+            matrix = self._kernel_part(band).reshape(-1, out)                 # (ki kj in, out)
+            product = xp.empty((n * bh * bw, out), dtype=x.dtype)
+            for start, stop in self._chunks(n, band, self.in_channels, x.dtype):
+                cols = gather(xp, x[start:stop], band, self.stride, out=buffer[start:stop])  # (chunk bh bw, ki kj in)
+                xp.matmul(cols, matrix, out=product[start * bh * bw : stop * bh * bw])
+            y[:, h0:h1, w0:w1] = product.reshape(n, bh, bw, out)
+            columns.append(buffer.reshape(n * bh * bw, -1))
+        return y, columns
 
     def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
-        dy_rows = dy.reshape(-1, self.out_channels)                            # (N Ho Wo, out)
-        weight_grad = self.dW.reshape(-1, self.out_channels)                   # a view of dW
-        if grads == "add":
-            weight_grad += self.cols.T @ dy_rows                               # (kh kw C, out)
-        elif grads == "write":
-            self.xp.matmul(self.cols.T, dy_rows, out=weight_grad)
+        band_list = self._bands(self.input_shape[1:3], dy.shape[1:3])
+        if grads != "skip":
+            parts = [(band, (cols.T @ band_rows(self.xp, dy, band))            # (ki kj in, out)
+                      .reshape(*band.kernel, self.in_channels, self.out_channels))
+                     for band, cols in zip(band_list, self.cols)]
+            self._store_weight_gradient(self._weight_gradient(parts, dy.dtype), grads)
         self._add_bias_gradient(dy, grads)
         if not input_grad:
             return None
-        return self.input_gradient(dy_rows, self.input_shape)
+        return self.input_gradient(dy, self.input_shape)
 
-    def input_gradient(self, dy_rows: Any, input_shape: tuple[int, ...]) -> Any:
-        """dL/dx (N, H, W, C) of dy given as rows (N Ho Wo, out): col2im(dy W^T), unpadded."""
-        n, h, w, c = input_shape
-        (ph, pw) = self.padding
-        weight_rows = self.W.reshape(-1, self.out_channels).T                  # (out, kh kw C)
-        image = col2im_of_product(self.xp, dy_rows, weight_rows, (n, h + 2 * ph, w + 2 * pw, c),
-                                  self.kernel_size, self.stride, self.backend.chunk_bytes)
-        return crop_image(image, self.padding, (h, w))
+    def input_gradient(self, dy: Any, input_shape: tuple[int, ...]) -> Any:
+        """dL/dx (N, H, W, in) of dy (N, Ho, Wo, out): each band's dy W_part^T added onto its
+        windows of x."""
+        xp, n = self.xp, input_shape[0]
+        dx = xp.zeros(input_shape, dtype=dy.dtype)
+        for band in self._bands(input_shape[1:3], dy.shape[1:3]):
+            rows, per_sample = band_rows(xp, dy, band), band.size[0] * band.size[1]  # (N bh bw, out)
+            matrix = self._kernel_part(band).reshape(-1, self.out_channels).T  # (out, ki kj in)
+            for start, stop in self._chunks(n, band, self.in_channels, dy.dtype):
+                scatter_add(xp, rows[start * per_sample : stop * per_sample] @ matrix, dx[start:stop],
+                            band, self.stride)
+        return dx
 
     def weight_gradient(self, x: Any, dy: Any) -> Any:
         """dL/dW (kh, kw, in, out) for an input x and output gradient dy, without touching
         the forward cache (used by the gradient penalty)."""
-        return (self._columns(x).T @ dy.reshape(-1, self.out_channels)).reshape(self.W.shape)
-
-    def linear(self, x: Any) -> Any:
-        """The convolution of x without the bias, without touching the forward cache."""
-        return self._product(self._columns(x), x.shape)
+        return self._weight_gradient(
+            [(band, (gather(self.xp, x, band, self.stride).T @ band_rows(self.xp, dy, band))
+              .reshape(*band.kernel, self.in_channels, self.out_channels))
+             for band in self._bands(x.shape[1:3], dy.shape[1:3])], dy.dtype)
 
 
 class ConvTranspose2d(_Convolution):
@@ -202,49 +236,58 @@ class ConvTranspose2d(_Convolution):
             raise ValueError(f"the padding {self.padding} leaves no output ({sizes[0]}, {sizes[1]})")
         return (*sizes, self.out_channels)
 
-    def _weight_matrix(self) -> Any:
-        """W as (in, kh kw out): row c holds W[:, :, c, :] in im2col's (i, j, o) order."""
-        return self.W.transpose(2, 0, 1, 3).reshape(self.in_channels, -1)
+    def _part_matrix(self, band: Band) -> Any:
+        """W[i0:i1, j0:j1] as (in, ki kj out): row c holds the part's W[:, :, c, :] in
+        gather's (i, j, o) order."""
+        return self._kernel_part(band).transpose(2, 0, 1, 3).reshape(self.in_channels, -1)
 
     def forward(self, x: Any) -> Any:
-        n, h, w, _ = self.input_shape = x.shape
-        self.x_rows = x.reshape(-1, self.in_channels)                           # (N H W, in)
-        out_h, out_w, _ = self.output_shape(x.shape[1:])
-        (ph, pw) = self.padding
-        image = col2im_of_product(self.xp, self.x_rows, self._weight_matrix(),  # (N, Hp, Wp, out)
-                                  (n, out_h + 2 * ph, out_w + 2 * pw, self.out_channels),
-                                  self.kernel_size, self.stride, self.backend.chunk_bytes)
-        y = crop_image(image, self.padding, (out_h, out_w))
+        # The input gradient of the convolution from `out` to `in` channels: each band's rows
+        # of x times W_part^T, added onto its windows of the output.
+        xp, n = self.xp, x.shape[0]
+        self.x = x                                                              # (N, H, W, in)
+        out_h, out_w, out = self.output_shape(x.shape[1:])
+        y = xp.zeros((n, out_h, out_w, out), dtype=x.dtype)
+        for band in self._bands((out_h, out_w), x.shape[1:3]):
+            rows, per_sample = band_rows(xp, x, band), band.size[0] * band.size[1]  # (N bh bw, in)
+            matrix = self._part_matrix(band)                                    # (in, ki kj out)
+            for start, stop in self._chunks(n, band, out, x.dtype):
+                scatter_add(xp, rows[start * per_sample : stop * per_sample] @ matrix, y[start:stop],
+                            band, self.stride)
         y += self.b
         return y
 
     def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
-        # A convolution of dy: cols = im2col(dy_pad) (N H W, kh kw out), dx = cols W_m^T and
-        # dW_m = x^T cols (W_m the (in, kh kw out) weight matrix), made a chunk of samples at
-        # a time so that each chunk of columns is used while in cache (`sample_chunks`).
-        padded = self._pad(dy)                                                  # (N, Hp, Wp, out)
-        (kh, kw), n = self.kernel_size, dy.shape[0]
-        per_sample = self.x_rows.shape[0] // n                                  # H W
-        weight_matrix = self._weight_matrix()                                   # (in, kh kw out)
-        weight_grad = self.xp.zeros(weight_matrix.shape, dy.dtype) if grads != "skip" else None
-        dx = self.xp.empty(self.x_rows.shape, dy.dtype) if input_grad else None  # (N H W, in)
-        chunks = sample_chunks(n, per_sample * weight_matrix.shape[1] * dy.dtype.itemsize, self.backend.chunk_bytes)
-        largest = max(stop - start for start, stop in chunks)
-        shape = (largest, *self.input_shape[1:3], kh, kw, self.out_channels)   # one chunk's columns
-        self._col_buffer = self._buffer(self._col_buffer, shape, dy.dtype, self.xp.empty)
-        for start, stop in chunks:
-            rows = slice(start * per_sample, stop * per_sample)
-            cols = im2col(self.xp, padded[start:stop], self.kernel_size, self.stride,
-                          out=self._col_buffer[: stop - start])                 # (chunk H W, kh kw out)
-            if weight_grad is not None:
-                weight_grad += self.x_rows[rows].T @ cols
+        # A convolution of dy: per band cols = gather(dy) (N bh bw, ki kj out), dx = cols W_part
+        # (as (in, ki kj out))^T and dW_part = x_rows^T cols, made a chunk of samples at a time
+        # so that each chunk of columns is used while in cache (`sample_chunks`).
+        xp, n = self.xp, dy.shape[0]
+        band_list = self._bands(dy.shape[1:3], self.x.shape[1:3])
+        parts = []
+        dx = None
+        if input_grad:
+            make = xp.empty if self._covers(band_list, self.x.shape[1:3]) else xp.zeros
+            dx = make(self.x.shape, dtype=dy.dtype)                             # (N, H, W, in)
+        for index, band in enumerate(band_list):
+            (h0, h1), (w0, w1), (bh, bw), (ki, kj) = band.rows, band.cols, band.size, band.kernel
+            x_rows, matrix = band_rows(xp, self.x, band), self._part_matrix(band)  # (N bh bw, in), (in, ki kj out)
+            chunks = self._chunks(n, band, self.out_channels, dy.dtype)
+            largest = max(stop - start for start, stop in chunks)
+            buffer = self._column_buffer(index, (largest, bh, bw, ki, kj, self.out_channels), dy.dtype)
+            part = xp.zeros(matrix.shape, dtype=dy.dtype) if grads != "skip" else None
+            dx_rows = xp.empty((n * bh * bw, self.in_channels), dtype=dy.dtype) if input_grad else None
+            for start, stop in chunks:
+                rows = slice(start * bh * bw, stop * bh * bw)
+                cols = gather(xp, dy[start:stop], band, self.stride, out=buffer[: stop - start])
+                if part is not None:
+                    part += x_rows[rows].T @ cols
+                if dx_rows is not None:
+                    xp.matmul(cols, matrix.T, out=dx_rows[rows])
+            if part is not None:
+                parts.append((band, part.reshape(self.in_channels, ki, kj, self.out_channels).transpose(1, 2, 0, 3)))
             if dx is not None:
-                self.xp.matmul(cols, weight_matrix.T, out=dx[rows])
-        if weight_grad is not None:
-            weight_grad = weight_grad.reshape(self.in_channels, kh, kw, self.out_channels)
-            if grads == "add":
-                self.dW += weight_grad.transpose(1, 2, 0, 3)                    # (kh, kw, in, out)
-            else:
-                self.dW[...] = weight_grad.transpose(1, 2, 0, 3)
+                dx[:, h0:h1, w0:w1] = dx_rows.reshape(n, bh, bw, self.in_channels)
+        if grads != "skip":
+            self._store_weight_gradient(self._weight_gradient(parts, dy.dtype), grads)
         self._add_bias_gradient(dy, grads)
-        return None if dx is None else dx.reshape(self.input_shape)
+        return dx

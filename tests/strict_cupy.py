@@ -34,7 +34,7 @@ import numpy as np
 
 # CuPy module names that minigan and its tests use; each is CuPy's (checked by test_backend.py).
 MODULE_NAMES = (
-    "abs", "arange", "array", "asarray", "clip", "concatenate", "divide", "einsum", "empty",
+    "abs", "arange", "array", "asarray", "ascontiguousarray", "clip", "concatenate", "divide", "einsum", "empty",
     "exp", "float32", "float64", "full_like", "isfinite", "log", "log1p", "matmul", "maximum",
     "mean", "moveaxis", "multiply", "negative", "ones_like", "pad", "repeat", "shares_memory",
     "sqrt", "subtract", "sum", "tanh", "where", "zeros", "zeros_like",

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 import minigan as mg
 from minigan.conv import Conv2d, ConvTranspose2d
-from minigan.im2col import (add_windows_by_position, add_windows_by_tile_class, col2im, im2col,
-                             sample_chunks)
+from minigan.im2col import (Band, add_windows_by_position, add_windows_by_tile_class, bands, col2im, gather,
+                             im2col, sample_chunks, scatter_add)
 from minigan.gradcheck import assert_gradients_close, check_model
 
 from conftest import BACKENDS
@@ -218,11 +218,12 @@ def test_float32_stays_float32_and_buffers_are_reused(backend32, make):
     y = model.forward(x)
     dx = model.backward(backend32.standard_normal(y.shape))
     assert y.dtype == dx.dtype == model.grads.dtype == np.float32
-    buffers = layer._col_buffer, layer._padded_buffer
+    buffers = dict(layer._col_buffers)  # one per band
+    assert len(buffers) == 4  # k3 s2 p1, 6x6 <-> 3x3: only the first row and column touch the padding
     model.forward(x)
     model.backward(backend32.standard_normal(y.shape))
-    assert layer._col_buffer.dtype == layer._padded_buffer.dtype == np.float32
-    assert layer._col_buffer is buffers[0] and layer._padded_buffer is buffers[1]  # not new arrays
+    assert all(buffer.dtype == np.float32 for buffer in layer._col_buffers.values())
+    assert all(layer._col_buffers[index] is buffer for index, buffer in buffers.items())  # not new arrays
 
 
 def test_the_transposed_convolution_keeps_one_column_buffer_for_chunks_of_unequal_sizes():
@@ -235,8 +236,59 @@ def test_the_transposed_convolution_keeps_one_column_buffer_for_chunks_of_unequa
     for _ in range(2):
         model.forward(x)
         model.backward(be.standard_normal((5, *model.output_shape)))
-        buffers.append(layer._col_buffer)
-    assert buffers[0] is buffers[1] and buffers[0].shape[0] == 2
+        buffers.append(dict(layer._col_buffers))
+    interior = max(buffers[0], key=lambda index: buffers[0][index].size)
+    assert buffers[0][interior] is buffers[1][interior] and buffers[0][interior].shape[0] == 2
+
+
+def test_the_dcgan_layers_bands_skip_every_padded_tap():
+    """k4 s2 p1, 14x14 -> 7x7: the first and last output row and column lose one kernel row
+    or column to the padding; 26 x 26 taps are left of 28 x 28."""
+    found = bands((7, 7), (14, 14), (4, 4), (2, 2), (1, 1))
+    runs = [((0, 1), (1, 4)), ((1, 6), (0, 4)), ((6, 7), (0, 3))]
+    assert found == [Band(rows, cols, taps_h, taps_w, (2 * rows[0] + taps_h[0] - 1, 2 * cols[0] + taps_w[0] - 1))
+                     for rows, taps_h in runs for cols, taps_w in runs]
+    assert found[4] == Band((1, 6), (1, 6), (0, 4), (0, 4), (1, 1))  # the interior: the whole kernel
+    assert sum(b.size[0] * b.size[1] * b.kernel[0] * b.kernel[1] for b in found) == 26 * 26
+
+
+@given(geometry=geometries())
+def test_bands_hold_each_tap_inside_the_image_once(geometry):
+    kernel, stride, padding, _, _, height, width = geometry
+    outputs = Conv2d(1, 1, kernel, stride, padding).output_shape((height, width, 1))[:2]
+    inside = {(h, w, i, j) for h in range(outputs[0]) for w in range(outputs[1])
+              for i in range(kernel[0]) for j in range(kernel[1])
+              if 0 <= h * stride[0] + i - padding[0] < height and 0 <= w * stride[1] + j - padding[1] < width}
+    held = [(h, w, i, j) for band in bands(outputs, (height, width), kernel, stride, padding)
+            for h in range(*band.rows) for w in range(*band.cols)
+            for i in range(*band.kernel_rows) for j in range(*band.kernel_cols)]
+    assert len(held) == len(set(held)) and set(held) == inside
+    for band in bands(outputs, (height, width), kernel, stride, padding):  # start: the first window's first tap
+        assert band.start == (band.rows[0] * stride[0] + band.kernel_rows[0] - padding[0],
+                              band.cols[0] * stride[1] + band.kernel_cols[0] - padding[1])
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@given(geometry=geometries(), seed=st.integers(0, 2**16))
+def test_scatter_add_is_the_adjoint_of_gather(backend_name, geometry, seed):
+    """<gather(x), r> == <x, scatter_add(r)> for every band, and gather is the padded
+    image's windows at the band's taps."""
+    kernel, stride, padding, channels, _, height, width = geometry
+    be = mg.get_backend(backend_name, "float64", seed=seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, height, width, channels))
+    padded = np.pad(x, ((0, 0), (padding[0],) * 2, (padding[1],) * 2, (0, 0)))
+    outputs = Conv2d(1, 1, kernel, stride, padding).output_shape((height, width, 1))[:2]
+    for band in bands(outputs, (height, width), kernel, stride, padding):
+        cols = be.to_numpy(gather(be.xp, be.asarray(x), band, stride))
+        h, w, i, j = band.rows[0], band.cols[0], band.kernel_rows[0], band.kernel_cols[0]
+        first = padded[0, h * stride[0] + i : h * stride[0] + i + band.kernel[0],
+                       w * stride[1] + j : w * stride[1] + j + band.kernel[1]]
+        np.testing.assert_array_equal(cols[0], first.reshape(-1))  # (i, j, c) order
+        r = rng.standard_normal(cols.shape)
+        added = be.asarray(np.zeros(x.shape))
+        scatter_add(be.xp, be.asarray(r), added, band, stride)
+        assert float((cols * r).sum()) == pytest.approx(float((x * be.to_numpy(added)).sum()), rel=1e-12, abs=1e-12)
 
 
 @given(samples=st.integers(1, 40), sample_bytes=st.integers(1, 1000), chunk_bytes=st.integers(1, 5000))

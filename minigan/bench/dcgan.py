@@ -65,19 +65,20 @@ class Product(NamedTuple):
     count: int
 
 
-def _as_matrix_product(layer: Any, shape_in: tuple[int, ...], shape_out: tuple[int, ...],
-                       batch: int) -> tuple[int, int, int] | None:
-    """(rows, inner, outer): the layer's forward product is (rows, inner) @ (inner, outer);
-    None for a layer without one."""
+def _as_matrix_products(layer: Any, shape_in: tuple[int, ...], shape_out: tuple[int, ...],
+                        batch: int) -> list[tuple[int, int, int]]:
+    """[(rows, inner, outer)]: the layer's forward products (rows, inner) @ (inner, outer), one
+    per band for a convolution (`minigan.im2col.bands`); [] for a layer without one."""
     if isinstance(layer, Dense):  # x (N, in) @ W (in, out)
-        return batch, layer.in_features, layer.out_features
+        return [(batch, layer.in_features, layer.out_features)]
     if not isinstance(layer, (Conv2d, ConvTranspose2d)):
-        return None
-    kernel = layer.kernel_size[0] * layer.kernel_size[1]
-    if isinstance(layer, Conv2d):  # im2col (N Ho Wo, kh kw in) @ W (kh kw in, out)
-        return batch * shape_out[0] * shape_out[1], kernel * layer.in_channels, layer.out_channels
-    # ConvTranspose2d: x (N H W, in) @ W (in, kh kw out), then col2im
-    return batch * shape_in[0] * shape_in[1], layer.in_channels, kernel * layer.out_channels
+        return []
+    if isinstance(layer, Conv2d):  # per band: gather (N bh bw, ki kj in) @ W_part (ki kj in, out)
+        return [(batch * band.size[0] * band.size[1], band.kernel[0] * band.kernel[1] * layer.in_channels,
+                 layer.out_channels) for band in layer._bands(shape_in[:2], shape_out[:2])]
+    # ConvTranspose2d, per band: x rows (N bh bw, in) @ W_part (in, ki kj out), then scatter_add
+    return [(batch * band.size[0] * band.size[1], layer.in_channels,
+             band.kernel[0] * band.kernel[1] * layer.out_channels) for band in layer._bands(shape_out[:2], shape_in[:2])]
 
 
 def step_products(gan: GAN, batch: int) -> list[Product]:
@@ -85,7 +86,8 @@ def step_products(gan: GAN, batch: int) -> list[Product]:
 
     For a layer whose forward product is P = A (rows, inner) @ W (inner, outer): P itself,
     dW = A^T dP and dA = dP W^T (dP: the gradient at P; for a transposed convolution the
-    im2col of dy, for a convolution dA is what col2im turns into dx).
+    gathered dy, for a convolution dA is what scatter_add turns into dx), a convolution's
+    once per band.
     G runs forward once and backward once, without dL/dz. D runs forward three times
     (real, fake, fake in the G step) and backward three times: twice with parameter
     gradients and no dL/dx at its first layer, once (the G step) with dL/dx only."""
@@ -93,16 +95,13 @@ def step_products(gan: GAN, batch: int) -> list[Product]:
     for name, model, forwards, weight_grads, input_grads, first_input_grads in (
             ("G", gan.generator, 1, 1, 1, 0), ("D", gan.discriminator, 3, 2, 3, 1)):
         for index, layer in enumerate(model.layers):
-            sizes = _as_matrix_product(layer, model.shapes[index], model.shapes[index + 1], batch)
-            if sizes is None:
-                continue
-            rows, inner, outer = sizes
             label = f"{name} {index} {type(layer).__name__}"
-            products += [
-                Product(f"{label} forward", (rows, inner), (inner, outer), False, False, forwards),
-                Product(f"{label} dW", (rows, inner), (rows, outer), True, False, weight_grads),
-                Product(f"{label} dx", (rows, outer), (inner, outer), False, True,
-                        first_input_grads if index == 0 else input_grads)]
+            for rows, inner, outer in _as_matrix_products(layer, model.shapes[index], model.shapes[index + 1], batch):
+                products += [
+                    Product(f"{label} forward", (rows, inner), (inner, outer), False, False, forwards),
+                    Product(f"{label} dW", (rows, inner), (rows, outer), True, False, weight_grads),
+                    Product(f"{label} dx", (rows, outer), (inner, outer), False, True,
+                            first_input_grads if index == 0 else input_grads)]
     return [product for product in products if product.count]
 
 
