@@ -33,7 +33,9 @@ class _Convolution(Layer):
 
     `_bands(size, outputs)` are the bands of the convolution from images of `size` (H, W)
     to `outputs` (Ho, Wo) windows: for Conv2d its input to its output, for ConvTranspose2d
-    its output to its input."""
+    its output to its input. With one channel on the image side the bands' small copies and
+    adds cost more than the padding's products save (7% at 28x28), so there the image is
+    padded (`_image`, `_crop`) and one band covers it, as a plain im2col."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, init: str = "he"):
@@ -45,6 +47,7 @@ class _Convolution(Layer):
         self.init = check_init(init)
         self._band_table: dict[tuple[Pair, Pair], list[Band]] = {}
         self._col_buffers: dict[int, Any] = {}  # band index -> its columns, reused while the shapes stay
+        self._padded_buffer = None                  # the padded image a one-channel layer gathers from
 
     def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, "in_channels": self.in_channels,
@@ -65,11 +68,50 @@ class _Convolution(Layer):
             raise ValueError(f"expects images (H, W, {self.in_channels}) (channels last)")
         return input_shape[0], input_shape[1]
 
+    @property
+    def _pads(self) -> bool:
+        """Whether the image side (Conv2d's input, ConvTranspose2d's output) is padded and
+        gathered whole instead of in bands: one channel there, and some padding."""
+        channels = self.in_channels if isinstance(self, Conv2d) else self.out_channels
+        return channels == 1 and self.padding != (0, 0)
+
     def _bands(self, size: Pair, outputs: Pair) -> list[Band]:
         key = (tuple(size), tuple(outputs))
         if key not in self._band_table:
-            self._band_table[key] = bands(outputs, size, self.kernel_size, self.stride, self.padding)
+            if self._pads:  # one band over the padded image
+                padded = tuple(side + 2 * pad for side, pad in zip(size, self.padding))
+                self._band_table[key] = bands(outputs, padded, self.kernel_size, self.stride, (0, 0))
+            else:
+                self._band_table[key] = bands(outputs, size, self.kernel_size, self.stride, self.padding)
         return self._band_table[key]
+
+    def _image(self, image: Any) -> Any:
+        """The image (N, H, W, C) the bands gather from: padded, in a kept buffer whose
+        border stays zero, when the layer `_pads`; else the image itself."""
+        if not self._pads:
+            return image
+        (ph, pw), (n, h, w, c) = self.padding, image.shape
+        shape = (n, h + 2 * ph, w + 2 * pw, c)
+        buffer = self._padded_buffer
+        if buffer is None or buffer.shape != shape or buffer.dtype != image.dtype:
+            buffer = self._padded_buffer = self.xp.zeros(shape, dtype=image.dtype)
+        buffer[:, ph : ph + h, pw : pw + w] = image
+        return buffer
+
+    def _scatter_target(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A zero image of `shape` (N, H, W, C) for the bands to add onto, padded when the
+        layer `_pads` (`_crop` takes the padding off)."""
+        if self._pads:
+            (ph, pw), (n, h, w, c) = self.padding, shape
+            shape = (n, h + 2 * ph, w + 2 * pw, c)
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def _crop(self, image: Any, size: Pair) -> Any:
+        """`_scatter_target`'s image without the padding: (N, H, W, C) of `size`."""
+        if not self._pads:
+            return image
+        (ph, pw), (h, w) = self.padding, size
+        return image[:, ph : ph + h, pw : pw + w]
 
     @staticmethod
     def _covers(band_list: list[Band], outputs: Pair) -> bool:
@@ -155,7 +197,7 @@ class Conv2d(_Convolution):
         ho, wo, out = self.output_shape(x.shape[1:])
         band_list = self._bands(x.shape[1:3], (ho, wo))
         y = (xp.empty if self._covers(band_list, (ho, wo)) else xp.zeros)((n, ho, wo, out), dtype=x.dtype)
-        columns = []
+        image, columns = self._image(x), []
         for index, band in enumerate(band_list):
             (h0, h1), (w0, w1), (bh, bw), (ki, kj) = band.rows, band.cols, band.size, band.kernel
             shape = (n, bh, bw, ki, kj, self.in_channels)
@@ -163,7 +205,7 @@ class Conv2d(_Convolution):
             matrix = self._kernel_part(band).reshape(-1, out)                 # (ki kj in, out)
             product = xp.empty((n * bh * bw, out), dtype=x.dtype)
             for start, stop in self._chunks(n, band, self.in_channels, x.dtype):
-                cols = gather(xp, x[start:stop], band, self.stride, out=buffer[start:stop])  # (chunk bh bw, ki kj in)
+                cols = gather(xp, image[start:stop], band, self.stride, out=buffer[start:stop])  # (chunk bh bw, ki kj in)
                 xp.matmul(cols, matrix, out=product[start * bh * bw : stop * bh * bw])
             y[:, h0:h1, w0:w1] = product.reshape(n, bh, bw, out)
             columns.append(buffer.reshape(n * bh * bw, -1))
@@ -185,20 +227,20 @@ class Conv2d(_Convolution):
         """dL/dx (N, H, W, in) of dy (N, Ho, Wo, out): each band's dy W_part^T added onto its
         windows of x."""
         xp, n = self.xp, input_shape[0]
-        dx = xp.zeros(input_shape, dtype=dy.dtype)
+        dx = self._scatter_target(input_shape, dy.dtype)
         for band in self._bands(input_shape[1:3], dy.shape[1:3]):
             rows, per_sample = band_rows(xp, dy, band), band.size[0] * band.size[1]  # (N bh bw, out)
             matrix = self._kernel_part(band).reshape(-1, self.out_channels).T  # (out, ki kj in)
             for start, stop in self._chunks(n, band, self.in_channels, dy.dtype):
                 scatter_add(xp, rows[start * per_sample : stop * per_sample] @ matrix, dx[start:stop],
                             band, self.stride)
-        return dx
+        return self._crop(dx, input_shape[1:3])
 
     def weight_gradient(self, x: Any, dy: Any) -> Any:
         """dL/dW (kh, kw, in, out) for an input x and output gradient dy, without touching
         the forward cache (used by the gradient penalty)."""
         return self._weight_gradient(
-            [(band, (gather(self.xp, x, band, self.stride).T @ band_rows(self.xp, dy, band))
+            [(band, (gather(self.xp, self._image(x), band, self.stride).T @ band_rows(self.xp, dy, band))
               .reshape(*band.kernel, self.in_channels, self.out_channels))
              for band in self._bands(x.shape[1:3], dy.shape[1:3])], dy.dtype)
 
@@ -247,13 +289,14 @@ class ConvTranspose2d(_Convolution):
         xp, n = self.xp, x.shape[0]
         self.x = x                                                              # (N, H, W, in)
         out_h, out_w, out = self.output_shape(x.shape[1:])
-        y = xp.zeros((n, out_h, out_w, out), dtype=x.dtype)
+        y = self._scatter_target((n, out_h, out_w, out), x.dtype)
         for band in self._bands((out_h, out_w), x.shape[1:3]):
             rows, per_sample = band_rows(xp, x, band), band.size[0] * band.size[1]  # (N bh bw, in)
             matrix = self._part_matrix(band)                                    # (in, ki kj out)
             for start, stop in self._chunks(n, band, out, x.dtype):
                 scatter_add(xp, rows[start * per_sample : stop * per_sample] @ matrix, y[start:stop],
                             band, self.stride)
+        y = self._crop(y, (out_h, out_w))
         y += self.b
         return y
 
@@ -263,7 +306,7 @@ class ConvTranspose2d(_Convolution):
         # so that each chunk of columns is used while in cache (`sample_chunks`).
         xp, n = self.xp, dy.shape[0]
         band_list = self._bands(dy.shape[1:3], self.x.shape[1:3])
-        parts = []
+        image, parts = self._image(dy), []
         dx = None
         if input_grad:
             make = xp.empty if self._covers(band_list, self.x.shape[1:3]) else xp.zeros
@@ -278,7 +321,7 @@ class ConvTranspose2d(_Convolution):
             dx_rows = xp.empty((n * bh * bw, self.in_channels), dtype=dy.dtype) if input_grad else None
             for start, stop in chunks:
                 rows = slice(start * bh * bw, stop * bh * bw)
-                cols = gather(xp, dy[start:stop], band, self.stride, out=buffer[: stop - start])
+                cols = gather(xp, image[start:stop], band, self.stride, out=buffer[: stop - start])
                 if part is not None:
                     part += x_rows[rows].T @ cols
                 if dx_rows is not None:

@@ -25,9 +25,10 @@ def test_products_are_the_layers_products_with_their_counts():
     products = step_products(MiniganDCGAN(n).gan, n)
     # multiply-adds of each layer's forward (dW and dx have the same): N * in * out * the kernel
     # taps on the image over all output positions. k4 s2 p1, 14 -> 7 along an axis: 7 outputs of 4
-    # taps less the 2 on the padding, 26; 28 -> 14: 14 * 4 - 2 = 54 (the bands skip the padding).
+    # taps less the 2 on the padding, 26 (the bands skip the padding). The one-channel images at
+    # 28x28 are padded and gathered whole: 14 outputs of 4 taps, 56.
     macs = {"G 0 Dense": n * 100 * 6272, "G 4 ConvTranspose2d": n * 26 * 26 * 128 * 64,
-            "G 7 ConvTranspose2d": n * 54 * 54 * 64 * 1, "D 0 Conv2d": n * 54 * 54 * 1 * 64,
+            "G 7 ConvTranspose2d": n * 56 * 56 * 64 * 1, "D 0 Conv2d": n * 56 * 56 * 1 * 64,
             "D 2 Conv2d": n * 26 * 26 * 64 * 128, "D 6 Dense": n * 6272}
     counts, summed = {}, {}
     for product in products:

@@ -226,6 +226,27 @@ def test_float32_stays_float32_and_buffers_are_reused(backend32, make):
     assert all(layer._col_buffers[index] is buffer for index, buffer in buffers.items())  # not new arrays
 
 
+@pytest.mark.parametrize("make, input_shape", [(lambda: Conv2d(1, 3, 4, 2, 1), (8, 8, 1)),
+                                               (lambda: ConvTranspose2d(3, 1, 4, 2, 1), (4, 4, 3))])
+def test_one_channel_images_are_padded_and_gathered_whole(make, input_shape):
+    """With one channel on the image side the layer pads it and uses one band, a plain
+    im2col: one column buffer, and the padded buffer kept with its border zero."""
+    be = mg.get_backend("numpy", "float64", seed=0)
+    layer = make()
+    model = randomised(mg.Sequential([layer], backend=be, input_shape=input_shape), be, 1)
+    x = be.standard_normal((2, *input_shape))
+    y = model.forward(x)
+    model.backward(be.standard_normal(y.shape))
+    assert len(layer._col_buffers) == 1 and layer._padded_buffer.shape == (2, 10, 10, 1)
+    padded = layer._padded_buffer
+    model.forward(2 * x)
+    model.backward(be.standard_normal(y.shape))
+    assert layer._padded_buffer is padded
+    border = np.ones((10, 10), dtype=bool)
+    border[1:-1, 1:-1] = False
+    assert not padded[:, border].any()
+
+
 def test_the_transposed_convolution_keeps_one_column_buffer_for_chunks_of_unequal_sizes():
     be = mg.get_backend("numpy", "float64", seed=0)
     layer = ConvTranspose2d(2, 3, 3, 2, 1, 1)
