@@ -68,12 +68,13 @@ class _Convolution(Layer):
             raise ValueError(f"expects images (H, W, {self.in_channels}) (channels last)")
         return input_shape[0], input_shape[1]
 
+    image_channels = 0  # channels of the image side: Conv2d's input, ConvTranspose2d's output
+
     @property
     def _pads(self) -> bool:
-        """Whether the image side (Conv2d's input, ConvTranspose2d's output) is padded and
-        gathered whole instead of in bands: one channel there, and some padding."""
-        channels = self.in_channels if isinstance(self, Conv2d) else self.out_channels
-        return channels == 1 and self.padding != (0, 0)
+        """Whether the image side is padded and gathered whole instead of in bands: one
+        channel there, and some padding."""
+        return self.image_channels == 1 and self.padding != (0, 0)
 
     def _bands(self, size: Pair, outputs: Pair) -> list[Band]:
         key = (tuple(size), tuple(outputs))
@@ -172,6 +173,10 @@ class Conv2d(_Convolution):
             kh kw in_channels; the bias starts at zero.
     """
 
+    @property
+    def image_channels(self) -> int:
+        return self.in_channels
+
     def output_shape(self, input_shape: Shape) -> Shape:
         h, w = self._check_image(input_shape)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -269,6 +274,10 @@ class ConvTranspose2d(_Convolution):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "output_padding": list(self.output_padding)}
+
+    @property
+    def image_channels(self) -> int:
+        return self.out_channels
 
     def output_shape(self, input_shape: Shape) -> Shape:
         h, w = self._check_image(input_shape)
