@@ -91,21 +91,28 @@ class _Convolution(Layer):
         border stays zero, when the layer `_pads`; else the image itself."""
         if not self._pads:
             return image
-        (ph, pw), (n, h, w, c) = self.padding, image.shape
-        shape = (n, h + 2 * ph, w + 2 * pw, c)
-        buffer = self._padded_buffer
-        if buffer is None or buffer.shape != shape or buffer.dtype != image.dtype:
-            buffer = self._padded_buffer = self.xp.zeros(shape, dtype=image.dtype)
-        buffer[:, ph : ph + h, pw : pw + w] = image
+        (ph, pw), (_, h, w, _) = self.padding, image.shape
+        self._padded_buffer = self._reuse(self._padded_buffer, self._padded_shape(image.shape), image.dtype,
+                                          self.xp.zeros)
+        self._padded_buffer[:, ph : ph + h, pw : pw + w] = image
+        return self._padded_buffer
+
+    def _padded_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, H + 2 ph, W + 2 pw, C) of images of `shape` (N, H, W, C)."""
+        (ph, pw), (n, h, w, c) = self.padding, shape
+        return (n, h + 2 * ph, w + 2 * pw, c)
+
+    @staticmethod
+    def _reuse(buffer: Any, shape: tuple[int, ...], dtype: Any, make: Any) -> Any:
+        """`buffer` when it has this shape and dtype, else make(shape, dtype)."""
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            return make(shape, dtype=dtype)
         return buffer
 
     def _scatter_target(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A zero image of `shape` (N, H, W, C) for the bands to add onto, padded when the
         layer `_pads` (`_crop` takes the padding off)."""
-        if self._pads:
-            (ph, pw), (n, h, w, c) = self.padding, shape
-            shape = (n, h + 2 * ph, w + 2 * pw, c)
-        return self.xp.zeros(shape, dtype=dtype)
+        return self.xp.zeros(self._padded_shape(shape) if self._pads else shape, dtype=dtype)
 
     def _crop(self, image: Any, size: Pair) -> Any:
         """`_scatter_target`'s image without the padding: (N, H, W, C) of `size`."""
@@ -147,10 +154,8 @@ class _Convolution(Layer):
 
     def _column_buffer(self, index: int, shape: tuple[int, ...], dtype: Any) -> Any:
         """The band's column buffer when it has this shape and dtype, else a new one."""
-        buffer = self._col_buffers.get(index)
-        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-            buffer = self._col_buffers[index] = self.xp.empty(shape, dtype=dtype)
-        return buffer
+        self._col_buffers[index] = self._reuse(self._col_buffers.get(index), shape, dtype, self.xp.empty)
+        return self._col_buffers[index]
 
     def _add_bias_gradient(self, dy: Any, grads: str) -> None:
         if grads == "add":
@@ -218,25 +223,26 @@ class Conv2d(_Convolution):
 
     def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
         band_list = self._bands(self.input_shape[1:3], dy.shape[1:3])
+        dy_rows = [band_rows(self.xp, dy, band) for band in band_list]         # each (N bh bw, out)
         if grads != "skip":
-            parts = [(band, (cols.T @ band_rows(self.xp, dy, band))            # (ki kj in, out)
-                      .reshape(*band.kernel, self.in_channels, self.out_channels))
-                     for band, cols in zip(band_list, self.cols)]
+            parts = [(band, (cols.T @ rows).reshape(*band.kernel, self.in_channels, self.out_channels))
+                     for band, cols, rows in zip(band_list, self.cols, dy_rows)]  # cols^T dy: (ki kj in, out)
             self._store_weight_gradient(self._weight_gradient(parts, dy.dtype), grads)
         self._add_bias_gradient(dy, grads)
         if not input_grad:
             return None
-        return self.input_gradient(dy, self.input_shape)
+        return self.input_gradient(dy_rows, self.input_shape, dy.dtype)
 
-    def input_gradient(self, dy: Any, input_shape: tuple[int, ...]) -> Any:
-        """dL/dx (N, H, W, in) of dy (N, Ho, Wo, out): each band's dy W_part^T added onto its
-        windows of x."""
+    def input_gradient(self, dy_rows: list[Any], input_shape: tuple[int, ...], dtype: Any) -> Any:
+        """dL/dx (N, H, W, in) of dy given as each band's rows (N bh bw, out), in the order of
+        the bands: each band's dy W_part^T added onto its windows of x."""
         xp, n = self.xp, input_shape[0]
-        dx = self._scatter_target(input_shape, dy.dtype)
-        for band in self._bands(input_shape[1:3], dy.shape[1:3]):
-            rows, per_sample = band_rows(xp, dy, band), band.size[0] * band.size[1]  # (N bh bw, out)
+        dx = self._scatter_target(input_shape, dtype)
+        outputs = self.output_shape(input_shape[1:])[:2]
+        for band, rows in zip(self._bands(input_shape[1:3], outputs), dy_rows):
+            per_sample = band.size[0] * band.size[1]
             matrix = self._kernel_part(band).reshape(-1, self.out_channels).T  # (out, ki kj in)
-            for start, stop in self._chunks(n, band, self.in_channels, dy.dtype):
+            for start, stop in self._chunks(n, band, self.in_channels, dx.dtype):
                 scatter_add(xp, rows[start * per_sample : stop * per_sample] @ matrix, dx[start:stop],
                             band, self.stride)
         return self._crop(dx, input_shape[1:3])
@@ -254,9 +260,10 @@ class ConvTranspose2d(_Convolution):
     """The adjoint of `Conv2d` (torch's conv_transpose2d), on (N, H, W, in_channels).
 
     With W of shape (kh, kw, in, out), it is the input gradient of the convolution from
-    `out` to `in` channels with the same kernel, stride and padding: y = col2im(x W^T)
-    cropped, plus b; output size (H - 1) s - 2 p + k + output_padding. Backward:
-    dx = im2col(dy_pad) W (a convolution), dW = x^T im2col(dy_pad), db = sum dy.
+    `out` to `in` channels with the same kernel, stride and padding: per band
+    y += scatter(x W_part^T), plus b; output size (H - 1) s - 2 p + k + output_padding.
+    Backward, per band: dx = gather(dy) W_part (a convolution), dW_part = x^T gather(dy),
+    db = sum dy.
 
     Args:
         in_channels, out_channels: channels of the input and output.
@@ -296,11 +303,13 @@ class ConvTranspose2d(_Convolution):
         # The input gradient of the convolution from `out` to `in` channels: each band's rows
         # of x times W_part^T, added onto its windows of the output.
         xp, n = self.xp, x.shape[0]
-        self.x = x                                                              # (N, H, W, in)
+        self.input_shape = x.shape
         out_h, out_w, out = self.output_shape(x.shape[1:])
         y = self._scatter_target((n, out_h, out_w, out), x.dtype)
-        for band in self._bands((out_h, out_w), x.shape[1:3]):
-            rows, per_sample = band_rows(xp, x, band), band.size[0] * band.size[1]  # (N bh bw, in)
+        band_list = self._bands((out_h, out_w), x.shape[1:3])
+        self.x_rows = [band_rows(xp, x, band) for band in band_list]           # each (N bh bw, in), for dW
+        for band, rows in zip(band_list, self.x_rows):
+            per_sample = band.size[0] * band.size[1]
             matrix = self._part_matrix(band)                                    # (in, ki kj out)
             for start, stop in self._chunks(n, band, out, x.dtype):
                 scatter_add(xp, rows[start * per_sample : stop * per_sample] @ matrix, y[start:stop],
@@ -314,15 +323,15 @@ class ConvTranspose2d(_Convolution):
         # (as (in, ki kj out))^T and dW_part = x_rows^T cols, made a chunk of samples at a time
         # so that each chunk of columns is used while in cache (`sample_chunks`).
         xp, n = self.xp, dy.shape[0]
-        band_list = self._bands(dy.shape[1:3], self.x.shape[1:3])
+        band_list = self._bands(dy.shape[1:3], self.input_shape[1:3])
         image, parts = self._image(dy), []
         dx = None
         if input_grad:
-            make = xp.empty if self._covers(band_list, self.x.shape[1:3]) else xp.zeros
-            dx = make(self.x.shape, dtype=dy.dtype)                             # (N, H, W, in)
-        for index, band in enumerate(band_list):
+            make = xp.empty if self._covers(band_list, self.input_shape[1:3]) else xp.zeros
+            dx = make(self.input_shape, dtype=dy.dtype)                         # (N, H, W, in)
+        for index, (band, x_rows) in enumerate(zip(band_list, self.x_rows)):  # x_rows (N bh bw, in)
             (h0, h1), (w0, w1), (bh, bw), (ki, kj) = band.rows, band.cols, band.size, band.kernel
-            x_rows, matrix = band_rows(xp, self.x, band), self._part_matrix(band)  # (N bh bw, in), (in, ki kj out)
+            matrix = self._part_matrix(band)                                    # (in, ki kj out)
             chunks = self._chunks(n, band, self.out_channels, dy.dtype)
             largest = max(stop - start for start, stop in chunks)
             buffer = self._column_buffer(index, (largest, bh, bw, ki, kj, self.out_channels), dy.dtype)
