@@ -1,10 +1,10 @@
 """col2im benchmark: its two orders of adding the windows back, on the convolutions of the
 `dcgan-paper` preset's step (and one 3x3 convolution), float32, NumPy.
 
-`minigan.im2col.col2im` adds each row of a column matrix onto its window of the padded
-image. `add_windows_by_position` does it a kernel position at a time (kh kw strided adds);
+col2im (`minigan.im2col.add_windows`) adds each row of a column matrix onto its window of
+the image. `add_windows_by_position` does it a kernel position at a time (kh kw strided adds);
 `add_windows_by_tile_class` a class of disjoint windows at a time (ceil(kh/sh) ceil(kw/sw)
-adds, each in runs of kw C numbers). col2im uses the tile classes when the image has more
+adds, each in runs of kw C numbers). `add_windows` uses the tile classes when the image has more
 than one channel and the kernel positions when it has one; this table is why. Each cell
 is made as the layers make it, a chunk of samples at a time (`sample_chunks` with the
 backend's chunk size), and is the median over `--rounds` rounds (the two orders take

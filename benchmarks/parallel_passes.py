@@ -38,7 +38,7 @@ from minigan.run.arguments import positive
 from minigan.bench.dcgan import MiniganDCGAN
 from minigan.bench.machine import OtherLoad, describe, format_machine
 from minigan.bench.timing import Summary, alternate, timed_block
-from minigan.im2col import im2col
+from minigan.im2col import bands, gather
 from minigan.model import Sequential
 from minigan.run.presets import PRESETS, build_gan
 from minigan.run.threads import blas_threads
@@ -116,14 +116,15 @@ def copy_ms(batch: int, repeats: int) -> tuple[float, float]:
     thread and split by samples over two (one BLAS thread)."""
     x = np.random.default_rng(0).standard_normal((batch, 16, 16, 64), dtype=np.float32)
     out = np.empty((batch, 7, 7, 4, 4, 64), np.float32)
+    whole = bands((7, 7), (16, 16), (4, 4), (2, 2), (0, 0))[0]                  # the padded image as one band
     half = batch // 2
     with ThreadPoolExecutor(max_workers=2) as pool, threadpool_limits(limits=1, user_api="blas"):
         def split() -> None:
-            for future in [pool.submit(im2col, np, x[a:b], (4, 4), (2, 2), out[a:b]) for a, b in
+            for future in [pool.submit(gather, np, x[a:b], whole, (2, 2), out[a:b]) for a, b in
                            ((0, half), (half, batch))]:
                 future.result()
         return tuple(statistics.median(timed_block(work, repeats)) for work in
-                     (lambda: im2col(np, x, (4, 4), (2, 2), out), split))
+                     (lambda: gather(np, x, whole, (2, 2), out), split))
 
 
 def run_benchmark(batches: list[int], rounds: int, repeats: int) -> dict[str, Any]:

@@ -9,159 +9,16 @@ the output into bands (`minigan.im2col.bands`) whose windows all use the same pa
 kernel and lie inside the image: the layer is the sum of the bands' unpadded convolutions
 with those parts, and every product is over real pixels. `ConvTranspose2d` *is* the
 adjoint of `Conv2d`: its forward is a convolution's input gradient and its input gradient
-is a convolution, so the two share those functions and nothing else. Both make their
-column matrices a chunk of samples at a time and keep their column buffers between steps.
+is a convolution. Both make their column matrices a chunk of samples at a time and keep
+their column buffers between steps; what they share lives in `minigan.conv_base`.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .im2col import Band, Pair, band_rows, bands, gather, sample_chunks, scatter_add, window_count
-from .layers import Layer, Shape, check_init, initial_weights, positive_int
-
-
-def _pair(name: str, value: Any, minimum: int = 1) -> Pair:
-    """(a, b) from an int or a pair of ints, each >= minimum; ValueError naming `name`."""
-    values = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
-    if len(values) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values):
-        raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {value!r}")
-    return values
-
-
-class _Convolution(Layer):
-    """What both convolutions share: arguments, parameters, bands, column buffers, config.
-
-    `_bands(size, outputs)` are the bands of the convolution from images of `size` (H, W)
-    to `outputs` (Ho, Wo) windows: for Conv2d its input to its output, for ConvTranspose2d
-    its output to its input. With one channel on the image side the bands' small copies and
-    adds cost more than the padding's products save (7% at 28x28), so there the image is
-    padded (`_image`, `_crop`) and one band covers it, as a plain im2col."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, init: str = "he"):
-        self.in_channels = positive_int("in_channels", in_channels)
-        self.out_channels = positive_int("out_channels", out_channels)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _pair("stride", stride)
-        self.padding = _pair("padding", padding, minimum=0)
-        self.init = check_init(init)
-        self._band_table: dict[tuple[Pair, Pair], list[Band]] = {}
-        self._col_buffers: dict[int, Any] = {}  # band index -> its columns, reused while the shapes stay
-        self._padded_buffer = None                  # the padded image a one-channel layer gathers from
-
-    def config(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "in_channels": self.in_channels,
-                "out_channels": self.out_channels, "kernel_size": list(self.kernel_size),
-                "stride": list(self.stride), "padding": list(self.padding), "init": self.init}
-
-    def param_shapes(self) -> dict[str, Shape]:
-        return {"W": (*self.kernel_size, self.in_channels, self.out_channels), "b": (self.out_channels,)}
-
-    def reset_parameters(self) -> None:
-        kh, kw = self.kernel_size
-        self.W[...] = initial_weights(self.backend, self.init, self.W.shape, kh * kw * self.in_channels,
-                                      kh * kw * self.out_channels)
-        self.b[...] = 0
-
-    def _check_image(self, input_shape: Shape) -> tuple[int, int]:
-        if len(input_shape) != 3 or input_shape[2] != self.in_channels:
-            raise ValueError(f"expects images (H, W, {self.in_channels}) (channels last)")
-        return input_shape[0], input_shape[1]
-
-    image_channels = 0  # channels of the image side: Conv2d's input, ConvTranspose2d's output
-
-    @property
-    def _pads(self) -> bool:
-        """Whether the image side is padded and gathered whole instead of in bands: one
-        channel there, and some padding."""
-        return self.image_channels == 1 and self.padding != (0, 0)
-
-    def _bands(self, size: Pair, outputs: Pair) -> list[Band]:
-        key = (tuple(size), tuple(outputs))
-        if key not in self._band_table:
-            if self._pads:  # one band over the padded image
-                padded = tuple(side + 2 * pad for side, pad in zip(size, self.padding))
-                self._band_table[key] = bands(outputs, padded, self.kernel_size, self.stride, (0, 0))
-            else:
-                self._band_table[key] = bands(outputs, size, self.kernel_size, self.stride, self.padding)
-        return self._band_table[key]
-
-    def _image(self, image: Any) -> Any:
-        """The image (N, H, W, C) the bands gather from: padded, in a kept buffer whose
-        border stays zero, when the layer `_pads`; else the image itself."""
-        if not self._pads:
-            return image
-        (ph, pw), (_, h, w, _) = self.padding, image.shape
-        self._padded_buffer = self._reuse(self._padded_buffer, self._padded_shape(image.shape), image.dtype,
-                                          self.xp.zeros)
-        self._padded_buffer[:, ph : ph + h, pw : pw + w] = image
-        return self._padded_buffer
-
-    def _padded_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """(N, H + 2 ph, W + 2 pw, C) of images of `shape` (N, H, W, C)."""
-        (ph, pw), (n, h, w, c) = self.padding, shape
-        return (n, h + 2 * ph, w + 2 * pw, c)
-
-    @staticmethod
-    def _reuse(buffer: Any, shape: tuple[int, ...], dtype: Any, make: Any) -> Any:
-        """`buffer` when it has this shape and dtype, else make(shape, dtype)."""
-        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-            return make(shape, dtype=dtype)
-        return buffer
-
-    def _scatter_target(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        """A zero image of `shape` (N, H, W, C) for the bands to add onto, padded when the
-        layer `_pads` (`_crop` takes the padding off)."""
-        return self.xp.zeros(self._padded_shape(shape) if self._pads else shape, dtype=dtype)
-
-    def _crop(self, image: Any, size: Pair) -> Any:
-        """`_scatter_target`'s image without the padding: (N, H, W, C) of `size`."""
-        if not self._pads:
-            return image
-        (ph, pw), (h, w) = self.padding, size
-        return image[:, ph : ph + h, pw : pw + w]
-
-    @staticmethod
-    def _covers(band_list: list[Band], outputs: Pair) -> bool:
-        """Whether the bands hold every output position (else some lie wholly on padding)."""
-        return sum(band.size[0] * band.size[1] for band in band_list) == outputs[0] * outputs[1]
-
-    def _kernel_part(self, band: Band) -> Any:
-        """W[i0:i1, j0:j1] (ki, kj, in, out) of the band's taps."""
-        (i0, i1), (j0, j1) = band.kernel_rows, band.kernel_cols
-        return self.W[i0:i1, j0:j1]
-
-    def _weight_gradient(self, parts: list[tuple[Band, Any]], dtype: Any) -> Any:
-        """dL/dW (kh, kw, in, out) from each band's part (ki, kj, in, out), summed in a new
-        array: a pass's gradient is made whole before it meets the accumulated one, so that
-        passes add up the same way in any order (D's real and fake passes, on any process)."""
-        weight_grad = self.xp.zeros(self.W.shape, dtype=dtype)
-        for band, part in parts:
-            (i0, i1), (j0, j1) = band.kernel_rows, band.kernel_cols
-            weight_grad[i0:i1, j0:j1] += part
-        return weight_grad
-
-    def _store_weight_gradient(self, weight_grad: Any, grads: str) -> None:
-        if grads == "add":
-            self.dW += weight_grad
-        elif grads == "write":
-            self.dW[...] = weight_grad
-
-    def _chunks(self, n: int, band: Band, channels: int, dtype: Any) -> list[tuple[int, int]]:
-        """Chunks of samples within the backend's budget for the band's columns."""
-        (bh, bw), (ki, kj) = band.size, band.kernel
-        return sample_chunks(n, bh * bw * ki * kj * channels * dtype.itemsize, self.backend.chunk_bytes)
-
-    def _column_buffer(self, index: int, shape: tuple[int, ...], dtype: Any) -> Any:
-        """The band's column buffer when it has this shape and dtype, else a new one."""
-        self._col_buffers[index] = self._reuse(self._col_buffers.get(index), shape, dtype, self.xp.empty)
-        return self._col_buffers[index]
-
-    def _add_bias_gradient(self, dy: Any, grads: str) -> None:
-        if grads == "add":
-            self.db += dy.sum(axis=(0, 1, 2))
-        elif grads == "write":
-            dy.sum(axis=(0, 1, 2), out=self.db)
+from .conv_base import _Convolution, _pair
+from .im2col import Band, band_rows, gather, scatter_add, window_count
+from .layers import Shape
 
 
 class Conv2d(_Convolution):
@@ -205,7 +62,7 @@ class Conv2d(_Convolution):
         ki kj in), in the layer's buffers when kept for backward, else new)."""
         xp, n = self.xp, x.shape[0]
         ho, wo, out = self.output_shape(x.shape[1:])
-        band_list = self._bands(x.shape[1:3], (ho, wo))
+        band_list = self.bands_for(x.shape[1:3], (ho, wo))
         y = (xp.empty if self._covers(band_list, (ho, wo)) else xp.zeros)((n, ho, wo, out), dtype=x.dtype)
         image, columns = self._image(x), []
         for index, band in enumerate(band_list):
@@ -222,7 +79,7 @@ class Conv2d(_Convolution):
         return y, columns
 
     def backward(self, dy: Any, grads: str = "add", input_grad: bool = True) -> Any:
-        band_list = self._bands(self.input_shape[1:3], dy.shape[1:3])
+        band_list = self.bands_for(self.input_shape[1:3], dy.shape[1:3])
         dy_rows = [band_rows(self.xp, dy, band) for band in band_list]         # each (N bh bw, out)
         if grads != "skip":
             parts = [(band, (cols.T @ rows).reshape(*band.kernel, self.in_channels, self.out_channels))
@@ -239,7 +96,7 @@ class Conv2d(_Convolution):
         xp, n = self.xp, input_shape[0]
         dx = self._scatter_target(input_shape, dtype)
         outputs = self.output_shape(input_shape[1:])[:2]
-        for band, rows in zip(self._bands(input_shape[1:3], outputs), dy_rows):
+        for band, rows in zip(self.bands_for(input_shape[1:3], outputs), dy_rows):
             per_sample = band.size[0] * band.size[1]
             matrix = self._kernel_part(band).reshape(-1, self.out_channels).T  # (out, ki kj in)
             for start, stop in self._chunks(n, band, self.in_channels, dx.dtype):
@@ -253,7 +110,7 @@ class Conv2d(_Convolution):
         return self._weight_gradient(
             [(band, (gather(self.xp, self._image(x), band, self.stride).T @ band_rows(self.xp, dy, band))
               .reshape(*band.kernel, self.in_channels, self.out_channels))
-             for band in self._bands(x.shape[1:3], dy.shape[1:3])], dy.dtype)
+             for band in self.bands_for(x.shape[1:3], dy.shape[1:3])], dy.dtype)
 
 
 class ConvTranspose2d(_Convolution):
@@ -306,7 +163,7 @@ class ConvTranspose2d(_Convolution):
         self.input_shape = x.shape
         out_h, out_w, out = self.output_shape(x.shape[1:])
         y = self._scatter_target((n, out_h, out_w, out), x.dtype)
-        band_list = self._bands((out_h, out_w), x.shape[1:3])
+        band_list = self.bands_for((out_h, out_w), x.shape[1:3])
         self.x_rows = [band_rows(xp, x, band) for band in band_list]           # each (N bh bw, in), for dW
         for band, rows in zip(band_list, self.x_rows):
             per_sample = band.size[0] * band.size[1]
@@ -323,7 +180,7 @@ class ConvTranspose2d(_Convolution):
         # (as (in, ki kj out))^T and dW_part = x_rows^T cols, made a chunk of samples at a time
         # so that each chunk of columns is used while in cache (`sample_chunks`).
         xp, n = self.xp, dy.shape[0]
-        band_list = self._bands(dy.shape[1:3], self.input_shape[1:3])
+        band_list = self.bands_for(dy.shape[1:3], self.input_shape[1:3])
         image, parts = self._image(dy), []
         dx = None
         if input_grad:

@@ -1,14 +1,15 @@
-"""The column matrix of channels-last images and its adjoint: what both convolutions
-(`minigan.conv`) are built from.
+"""The column matrix of channels-last images and its adjoint, in bands: what both
+convolutions (`minigan.conv`) are built from.
 
-`im2col` gathers every kh x kw window of a padded (N, Hp, Wp, C) image into one row of a
-matrix (a strided view, `sliding_window_view`, copied once); `col2im`, its adjoint, adds
-each row back onto its window (strided adds of disjoint windows, no scatter and no loop
-over samples). The layers do not pad: `bands` splits a padded convolution's output into
-bands whose windows all use the same part of the kernel and lie inside the image, and
-`gather` / `scatter_add` are im2col / col2im of one band, so that no product multiplies
-the padding's zeros. A whole batch's column matrix is large, so the layers make and use it
-a chunk of samples at a time (`sample_chunks`), each chunk while it is in the CPU's cache.
+A convolution gathers every kh x kw window of its (N, H, W, C) input into one row of a
+column matrix (im2col: a strided view, `sliding_window_view`, copied once) and multiplies
+it by the weights; its adjoint (col2im) adds each row back onto its window, by strided adds
+of disjoint windows, with no scatter and no loop over samples (`add_windows`). The layers do
+not pad: `bands` splits a padded convolution's output into bands whose windows all use the
+same part of the kernel and lie inside the image, and `gather` / `scatter_add` are im2col /
+col2im of one band, so that no product multiplies the padding's zeros. A whole batch's
+column matrix is large, so the layers make and use it a chunk of samples at a time
+(`sample_chunks`), each chunk while it is in the CPU's cache.
 """
 from __future__ import annotations
 
@@ -22,60 +23,14 @@ def window_count(size: int, kernel: int, stride: int) -> int:
     return (size - kernel) // stride + 1
 
 
-def im2col(xp: Any, x: Any, kernel: Pair, stride: Pair, out: Any = None) -> Any:
-    """The windows of a padded image as a matrix.
-
-    Args:
-        x: (N, Hp, Wp, C) padded images.
-        out: optional (N, Ho, Wo, kh, kw, C) array to write into (reused between steps).
-
-    Returns:
-        (N * Ho * Wo, kh * kw * C), row (n, h, w) holding x[n, h s + i, w s + j, c] in
-        (i, j, c) order, the order of the weights' first three axes.
-    """
-    (kh, kw), (sh, sw) = kernel, stride
-    n, hp, wp, c = x.shape
-    ho, wo = window_count(hp, kh, sh), window_count(wp, kw, sw)
-    windows = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (N, Hp-kh+1, Wp-kw+1, C, kh, kw)
-    windows = windows[:, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]     # (N, Ho, Wo, C, kh, kw)
-    if out is None:
-        out = xp.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
-    out[...] = windows.transpose(0, 1, 2, 4, 5, 3)  # the one copy: (N, Ho, Wo, kh, kw, C)
-    return out.reshape(n * ho * wo, kh * kw * c)
-
-
-def col2im(xp: Any, cols: Any, padded_shape: tuple[int, int, int, int], kernel: Pair, stride: Pair,
-           out: Any = None) -> Any:
-    """The adjoint of `im2col`: adds every row of `cols` back onto its window.
-
-    Args:
-        cols: (N * Ho * Wo, kh * kw * C) in im2col's order.
-        padded_shape: (N, Hp, Wp, C) of the padded image.
-        out: optional (N, Hp, Wp, C) array to write into (overwritten).
-
-    Returns:
-        `out`, or a new (N, Hp, Wp, C) array.
+def add_windows(xp: Any, cols: Any, out: Any, stride: Pair) -> None:
+    """out += each window of cols (N, Ho, Wo, kh, kw, C), the windows starting at out's first
+    row and column (col2im, onto `out`).
 
     With several channels the windows are added a class of disjoint windows at a time
     (`add_windows_by_tile_class`), in runs of kw * C numbers; with one channel a kernel
     position at a time (`add_windows_by_position`), whose runs are a row of windows: the
-    faster of the two in each case (`benchmarks/col2im_orders.py`).
-    """
-    (kh, kw), (sh, sw) = kernel, stride
-    n, hp, wp, c = padded_shape
-    ho, wo = window_count(hp, kh, sh), window_count(wp, kw, sw)
-    cols = cols.reshape(n, ho, wo, kh, kw, c)
-    if out is None:
-        out = xp.zeros(padded_shape, dtype=cols.dtype)
-    else:
-        out[...] = 0
-    add_windows(xp, cols, out, stride)
-    return out
-
-
-def add_windows(xp: Any, cols: Any, out: Any, stride: Pair) -> None:
-    """out += each window of cols (N, Ho, Wo, kh, kw, C), the windows starting at out's first
-    row and column: by tile class with several channels, by kernel position with one."""
+    faster of the two in each case (`benchmarks/col2im_orders.py`)."""
     if cols.shape[-1] == 1:
         add_windows_by_position(cols, out, stride)
     else:

@@ -75,10 +75,10 @@ def _as_matrix_products(layer: Any, shape_in: tuple[int, ...], shape_out: tuple[
         return []
     if isinstance(layer, Conv2d):  # per band: gather (N bh bw, ki kj in) @ W_part (ki kj in, out)
         return [(batch * band.size[0] * band.size[1], band.kernel[0] * band.kernel[1] * layer.in_channels,
-                 layer.out_channels) for band in layer._bands(shape_in[:2], shape_out[:2])]
+                 layer.out_channels) for band in layer.bands_for(shape_in[:2], shape_out[:2])]
     # ConvTranspose2d, per band: x rows (N bh bw, in) @ W_part (in, ki kj out), then scatter_add
     return [(batch * band.size[0] * band.size[1], layer.in_channels,
-             band.kernel[0] * band.kernel[1] * layer.out_channels) for band in layer._bands(shape_out[:2], shape_in[:2])]
+             band.kernel[0] * band.kernel[1] * layer.out_channels) for band in layer.bands_for(shape_out[:2], shape_in[:2])]
 
 
 def step_products(gan: GAN, batch: int) -> list[Product]:
