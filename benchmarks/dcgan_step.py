@@ -19,10 +19,16 @@ started fresh for each round by `minigan.bench.scaling` (over loopback TCP unles
 `--repeats` steps after 2 untimed ones. A second table sets it against
 PyTorch on `--threads` threads: both sides then use the same cores.
 
+With `--numpy-code` (where the layers' compiled passes are on: Numba installed) another
+side takes its turn in every round: the same step with `Backend.compiled` off, i.e. every
+layer's NumPy code, which gives the same bits in more passes over memory
+(`minigan.cpu_kernels`); a table sets the two against each other and against PyTorch.
+
     python benchmarks/dcgan_step.py                                  # batch 64 and 256, 5 rounds
     python benchmarks/dcgan_step.py --batch-sizes 64 --rounds 3 --no-layers --json /tmp/dcgan.json
     python benchmarks/dcgan_step.py --threads 2 --processes 2 --no-layers
     python benchmarks/dcgan_step.py --threads 2 --processes 2 --no-layers --mpirun-args=--oversubscribe
+    python benchmarks/dcgan_step.py --threads 2 --numpy-code --no-layers
 """
 from __future__ import annotations
 
@@ -37,12 +43,14 @@ from minigan.bench.dcgan_torch import TorchWorker
 from minigan.bench.machine import OtherLoad, describe, format_machine
 from minigan.bench.scaling import LOOPBACK, run_configuration
 from minigan.bench.timing import Run, Summary, add_round_arguments, alternate
+from minigan.cpu_kernels import available as compiled_passes_available
 from minigan.distributed import find_mpirun
 from minigan.files import atomic_write_json
 from minigan.run.arguments import positive
 from minigan.run.threads import blas_threads
 
-SIDES = ("minigan", "torch", "minigan_parallel")  # the last with --processes K > 1
+SIDES = ("minigan", "torch", "minigan_parallel", "minigan_numpy_code")  # the last two: --processes K > 1,
+                                                                         # --numpy-code
 
 
 def parallel_step_ms(batch: int, processes: int, threads: int, repeats: int, mpirun_args: str = LOOPBACK) -> float:
@@ -55,20 +63,24 @@ def parallel_step_ms(batch: int, processes: int, threads: int, repeats: int, mpi
 
 def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, threads: int = 2,
                   layers: bool = True, torch: bool = True, processes: int = 1, mpirun_args: str = LOOPBACK,
+                  numpy_code: bool = False,
                   progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Measures every batch size (module docstring); PyTorch only when `torch` and installed,
-    minigan on `processes` data-parallel processes too when there are more than one.
+    minigan on `processes` data-parallel processes too when there are more than one, and
+    with its NumPy code instead of the compiled passes too when `numpy_code`.
 
     Returns:
         {"steps": one row per batch, "layers": {batch: one row per layer}, "machine": notes}.
     """
     worker = TorchWorker(threads) if torch and importlib.util.find_spec("torch") is not None else None
-    sides = ["minigan"] + (["torch"] if worker else []) + (["minigan_parallel"] if processes > 1 else [])
+    sides = ["minigan"] + (["torch"] if worker else []) + (["minigan_parallel"] if processes > 1 else []) + \
+        (["minigan_numpy_code"] if numpy_code else [])
     results: dict[str, Any] = {"steps": [], "layers": {}}
     others = OtherLoad()
     try:
         with blas_threads(threads):
             models = {batch: MiniganDCGAN(batch) for batch in batches}
+            numpy_models = {batch: MiniganDCGAN(batch, compiled=False) for batch in batches} if numpy_code else {}
             products: dict[int, list[float]] = {batch: [] for batch in batches}
 
             def measure(batch: int, side: str) -> float:
@@ -76,6 +88,8 @@ def run_benchmark(batches: list[int], rounds: int = 5, repeats: int = 10, thread
                     return worker.ask("step", batch, repeats)["ms"]
                 if side == "minigan_parallel":
                     return parallel_step_ms(batch, processes, threads, repeats, mpirun_args)
+                if side == "minigan_numpy_code":
+                    return numpy_models[batch].step_ms(repeats)
                 step_ms = models[batch].step_ms(repeats)
                 products[batch].append(models[batch].products_ms(repeats))
                 return step_ms
@@ -118,6 +132,7 @@ def step_row(batch: int, runs: dict[str, list[Run]], products: list[float], flop
     row["ratio"] = row["torch_ms"] / row["minigan_ms"] if row["torch_ms"] else None
     row["parallel_ratio"] = (row["torch_ms"] / row["minigan_parallel_ms"]
                              if row["torch_ms"] and row["minigan_parallel_ms"] else None)
+    row["compiled_speedup"] = row["minigan_numpy_code_ms"] / row["minigan_ms"] if row["minigan_numpy_code_ms"] else None
     row["products_ms"] = statistics.median(products)
     row["products_share"] = row["products_ms"] / row["minigan_ms"]
     row["products_gflops"] = flop / row["products_ms"] / 1e6
@@ -159,6 +174,22 @@ def format_parallel_table(steps: list[dict[str, Any]], processes: int, threads: 
     return "\n".join(lines)
 
 
+def format_numpy_code_table(steps: list[dict[str, Any]]) -> str:
+    """batch | minigan compiled ms (spread) | minigan NumPy code ms (spread) | NumPy code / compiled
+    | torch / each."""
+    lines = ["| batch | minigan, compiled passes ms (spread) | minigan, NumPy code ms (spread) "
+             "| NumPy code / compiled | torch / compiled | torch / NumPy code |", "|---:|---:|---:|---:|---:|---:|"]
+    for row in steps:
+        ratio = f"{row['ratio']:.2f}x" if row["ratio"] else "n/a"
+        numpy_ratio = (f"{row['torch_ms'] / row['minigan_numpy_code_ms']:.2f}x"
+                       if row["torch_ms"] and row["minigan_numpy_code_ms"] else "n/a")
+        lines.append(f"| {row['batch']} | {_ms(row['minigan_ms'], row['minigan_spread'])} "
+                     f"| {_ms(row['minigan_numpy_code_ms'], row['minigan_numpy_code_spread'])} "
+                     f"| {row['compiled_speedup']:.2f}x | {ratio} "
+                     f"| {numpy_ratio} |")
+    return "\n".join(lines)
+
+
 def format_layer_table(rows: list[dict[str, Any]]) -> str:
     """network | layer | shape in -> out | minigan / torch forward ms | minigan / torch backward ms."""
     lines = ["| network | layer | shape in -> out (HWC) | minigan fwd ms | torch fwd ms "
@@ -180,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="minigan only (and its data-parallel side)")
     parser.add_argument("--processes", type=positive, default=1,
                         help="also time minigan data parallel on this many processes (needs mpirun)")
+    parser.add_argument("--numpy-code", action="store_true",
+                        help="also time minigan with its NumPy code instead of the compiled passes (needs Numba)")
     parser.add_argument("--mpirun-args", default=LOOPBACK,
                         help=f"mpirun options of --processes (default: loopback TCP, {LOOPBACK}; "
                              "--mpirun-args=--oversubscribe: Open MPI's default, shared memory)")
@@ -190,15 +223,21 @@ def main(argv: list[str] | None = None) -> int:
         uneven = [batch for batch in args.batch_sizes if batch % args.processes]
         if uneven:
             parser.error(f"every batch size must be divisible by --processes {args.processes}, got {uneven}")
+    if args.numpy_code and not compiled_passes_available():
+        parser.error("--numpy-code compares the compiled passes with the NumPy code, and the compiled passes are "
+                     "off here: pip install 'minigan[fast]' (Numba), and leave MINIGAN_COMPILED unset")
     results = run_benchmark(args.batch_sizes, args.rounds, args.repeats, args.threads, layers=not args.no_layers,
                             torch=not args.no_torch, processes=args.processes, mpirun_args=args.mpirun_args,
-                            progress=lambda message: print(message, file=sys.stderr))
+                            numpy_code=args.numpy_code, progress=lambda message: print(message, file=sys.stderr))
     print(f"## DCGAN step, float32 CPU ({args.rounds} rounds x {args.repeats} steps)\n")
     print(format_step_table(results["steps"]))
     if args.processes > 1:
         print(f"\n## minigan data parallel on {args.processes} processes against PyTorch on "
               f"{args.threads} threads\n")
         print(format_parallel_table(results["steps"], args.processes, args.threads))
+    if args.numpy_code:
+        print("\n## minigan's compiled passes against its NumPy code (the same bits)\n")
+        print(format_numpy_code_table(results["steps"]))
     for batch, rows in results["layers"].items():
         print(f"\n## Layers at batch {batch} (backward: parameter and input gradients)\n")
         print(format_layer_table(rows))

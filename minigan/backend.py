@@ -19,6 +19,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .cpu_kernels import available as compiled_passes_available
+
 BACKEND_NAMES = ("numpy", "cupy", "auto")
 HOST_ARRAY_MODULES: dict[str, Any] = {}  # name -> array module, see `register_array_module`
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -48,6 +50,10 @@ class Backend:
         chunk_bytes: how large a temporary may grow before work that can is done a piece
             at a time: `HOST_CHUNK_BYTES` on the host; None (never in pieces) on a GPU,
             where one large kernel beats several small ones.
+        compiled: whether the layers take their compiled CPU passes (`minigan.cpu_kernels`,
+            the same bits as their NumPy code in fewer passes over memory): on the NumPy
+            backend when Numba is installed and $MINIGAN_COMPILED is not "0". Set it to
+            False to run the NumPy code.
     """
 
     def __init__(self, xp: Any, name: str, dtype: np.dtype, seed: int):
@@ -58,6 +64,7 @@ class Backend:
         self.rng = np.random.default_rng(seed)
         self.shard: tuple[int, int] | None = None  # (rank, ranks) inside `sharded`
         self.chunk_bytes = None if name == "cupy" else HOST_CHUNK_BYTES
+        self.compiled = name == "numpy" and compiled_passes_available()
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, dtype={self.dtype.name!r}, seed={self.seed})"

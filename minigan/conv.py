@@ -101,7 +101,7 @@ class Conv2d(_Convolution):
             matrix = self._kernel_part(band).reshape(-1, self.out_channels).T  # (out, ki kj in)
             for start, stop in self._chunks(n, band, self.in_channels, dx.dtype):
                 scatter_add(xp, rows[start * per_sample : stop * per_sample] @ matrix, dx[start:stop],
-                            band, self.stride)
+                            band, self.stride, self.backend.compiled)
         return self._crop(dx, input_shape[1:3])
 
     def weight_gradient(self, x: Any, dy: Any) -> Any:
@@ -170,7 +170,7 @@ class ConvTranspose2d(_Convolution):
             matrix = self._part_matrix(band)                                    # (in, ki kj out)
             for start, stop in self._chunks(n, band, out, x.dtype):
                 scatter_add(xp, rows[start * per_sample : stop * per_sample] @ matrix, y[start:stop],
-                            band, self.stride)
+                            band, self.stride, self.backend.compiled)
         y = self._crop(y, (out_h, out_w))
         y += self.b
         return y

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .cpu_kernels import col2im_by_position, col2im_by_tile_class
+
 Pair = tuple[int, int]
 
 
@@ -23,15 +25,18 @@ def window_count(size: int, kernel: int, stride: int) -> int:
     return (size - kernel) // stride + 1
 
 
-def add_windows(xp: Any, cols: Any, out: Any, stride: Pair) -> None:
+def add_windows(xp: Any, cols: Any, out: Any, stride: Pair, compiled: bool = False) -> None:
     """out += each window of cols (N, Ho, Wo, kh, kw, C), the windows starting at out's first
     row and column (col2im, onto `out`).
 
     With several channels the windows are added a class of disjoint windows at a time
     (`add_windows_by_tile_class`), in runs of kw * C numbers; with one channel a kernel
     position at a time (`add_windows_by_position`), whose runs are a row of windows: the
-    faster of the two in each case (`benchmarks/col2im_orders.py`)."""
-    if cols.shape[-1] == 1:
+    faster of the two in each case (`benchmarks/col2im_orders.py`). `compiled`: by the
+    same order's loop in `minigan.cpu_kernels` (NumPy arrays; the same bits, one pass)."""
+    if compiled:
+        (col2im_by_position if cols.shape[-1] == 1 else col2im_by_tile_class)(cols, out, *stride)
+    elif cols.shape[-1] == 1:
         add_windows_by_position(cols, out, stride)
     else:
         add_windows_by_tile_class(xp, cols, out, stride)
@@ -144,20 +149,23 @@ def gather(xp: Any, image: Any, band: Band, stride: Pair, out: Any = None) -> An
     """
     (bh, bw), (ki, kj), (r0, c0), (sh, sw) = band.size, band.kernel, band.start, stride
     n, c = image.shape[0], image.shape[3]
-    windows = xp.lib.stride_tricks.sliding_window_view(image[:, r0:, c0:], (ki, kj), axis=(1, 2))
-    windows = windows[:, : (bh - 1) * sh + 1 : sh, : (bw - 1) * sw + 1 : sw]   # (N, bh, bw, C, ki, kj)
+    n_stride, h_stride, w_stride, c_stride = image.strides
+    # every window of the band (they lie inside the image: `bands`), as one strided view
+    windows = xp.lib.stride_tricks.as_strided(image[:, r0:, c0:], shape=(n, bh, bw, ki, kj, c),
+                                              strides=(n_stride, sh * h_stride, sw * w_stride, h_stride,
+                                                       w_stride, c_stride))
     if out is None:
         out = xp.empty((n, bh, bw, ki, kj, c), dtype=image.dtype)
-    out[...] = windows.transpose(0, 1, 2, 4, 5, 3)
+    out[...] = windows
     return out.reshape(n * bh * bw, ki * kj * c)
 
 
-def scatter_add(xp: Any, rows: Any, image: Any, band: Band, stride: Pair) -> None:
+def scatter_add(xp: Any, rows: Any, image: Any, band: Band, stride: Pair, compiled: bool = False) -> None:
     """The adjoint of `gather`: image (N, H, W, C) += each row of `rows` (N bh bw, ki kj C)
-    added onto its window."""
+    added onto its window (`add_windows`, compiled or not)."""
     (bh, bw), (ki, kj), (r0, c0) = band.size, band.kernel, band.start
     n, c = image.shape[0], image.shape[3]
-    add_windows(xp, rows.reshape(n, bh, bw, ki, kj, c), image[:, r0:, c0:], stride)
+    add_windows(xp, rows.reshape(n, bh, bw, ki, kj, c), image[:, r0:, c0:], stride, compiled)
 
 
 def band_rows(xp: Any, images: Any, band: Band) -> Any:

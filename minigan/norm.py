@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from .cpu_kernels import (batchnorm_centre, batchnorm_channel_sums, batchnorm_gradient_sums,
+                          batchnorm_input_gradient, batchnorm_normalise)
 from .layers import Layer, Shape, positive_int
 
 BATCHNORM_INITS = ("ones", "normal")
@@ -100,26 +102,38 @@ class BatchNorm(Layer):
 
     def _forward_train(self, x2: Any) -> Any:
         """Normalises with the batch statistics and updates the running ones."""
-        xp = self.xp
+        xp, compiled = self.xp, self._compiled
         sums = xp.empty((2, self.num_features), dtype=x2.dtype)  # rows: count, sum(x)
         sums[0] = x2.shape[0]
-        x2.sum(axis=0, out=sums[1])
+        if compiled:
+            batchnorm_channel_sums(x2, sums[1])
+        else:
+            x2.sum(axis=0, out=sums[1])
         sums = self._reduce(sums)
         count = x2.shape[0] if self.reduce_sums is None else float(sums[0, 0])  # global count
         if count <= 1:
             raise ValueError(f"BatchNorm in training mode needs more than 1 value per channel "
                              f"(N * H * W over the batch), got {count:g}")
         mean = sums[1] / count  # (C,)
-        x_hat = x2 - mean  # (M, C); centred first: two-pass variance, no E[x^2] - E[x]^2
-        squares = self._reduce(xp.einsum("ij,ij->j", x_hat, x_hat).reshape(1, -1))[0]  # (C,)
+        if compiled:  # x_hat and its squares' sums in one pass
+            x_hat, squares = xp.empty_like(x2), xp.empty(self.num_features, dtype=x2.dtype)
+            batchnorm_centre(x2, mean, x_hat, squares)
+        else:
+            x_hat = x2 - mean  # (M, C); centred first: two-pass variance, no E[x^2] - E[x]^2
+            squares = xp.einsum("ij,ij->j", x_hat, x_hat)  # (C,)
+        squares = self._reduce(squares.reshape(1, -1))[0]
         self.inv_std = 1 / xp.sqrt(squares / count + self.eps)  # (C,), biased variance
         momentum = self.momentum
         self.running_mean *= 1 - momentum
         self.running_mean += momentum * mean
         self.running_var *= 1 - momentum
         self.running_var += (momentum / (count - 1)) * squares  # unbiased variance
-        x_hat *= self.inv_std
         self.x_hat, self.count = x_hat, count
+        if compiled:  # x_hat scaled in place and y in one pass
+            y = xp.empty_like(x_hat)
+            batchnorm_normalise(x_hat, self.inv_std, self.gamma, self.beta, y)
+            return y
+        x_hat *= self.inv_std
         y = x_hat * self.gamma  # (M, C)
         y += self.beta
         return y
@@ -128,21 +142,35 @@ class BatchNorm(Layer):
         """Closed-form backward through the batch statistics."""
         if grads == "skip" and not input_grad:
             return None
-        xp = self.xp
+        xp, compiled = self.xp, self._compiled
         sums = xp.empty((2, self.num_features), dtype=dy2.dtype)  # rows: sum(dy), sum(dy * x_hat)
-        dy2.sum(axis=0, out=sums[0])
-        sums[1] = xp.einsum("ij,ij->j", dy2, self.x_hat)
+        if compiled:
+            batchnorm_gradient_sums(dy2, self.x_hat, sums)
+        else:
+            dy2.sum(axis=0, out=sums[0])
+            sums[1] = xp.einsum("ij,ij->j", dy2, self.x_hat)
         self._write_param_grads(sums[1], sums[0], grads)  # local sums, before any reduction
         if not input_grad:
             return None
         sums = self._reduce(sums)
         # x_hat = (x - mean) * inv_std with mean and var over the batch: differentiating them
         # too gives dx = gamma * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat)).
-        dx = self.x_hat * (sums[1] / -self.count)  # (M, C)
+        slope, shift, scale = sums[1] / -self.count, sums[0] / self.count, self.gamma * self.inv_std  # (C,)
+        if compiled:
+            dx = xp.empty_like(dy2)
+            batchnorm_input_gradient(self.x_hat, dy2, slope, shift, scale, dx)
+            return dx
+        dx = self.x_hat * slope  # (M, C)
         dx += dy2
-        dx -= sums[0] / self.count
-        dx *= self.gamma * self.inv_std
+        dx -= shift
+        dx *= scale
         return dx
+
+    @property
+    def _compiled(self) -> bool:
+        """Whether training mode takes the compiled passes (`minigan.cpu_kernels`): the same
+        bits as the NumPy code, whose sums over rows go row by row for more than one channel."""
+        return self.backend.compiled and self.num_features > 1
 
     def _forward_eval(self, x2: Any) -> Any:
         """Normalises with the running statistics: one per-channel affine map."""

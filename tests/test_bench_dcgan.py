@@ -202,3 +202,32 @@ def test_the_two_core_benchmark_refuses_a_batch_of_one(capsys):
     with pytest.raises(SystemExit) as error:
         load_benchmark_script("two_core_limits").main(["--batch-sizes", "1", "--no-torch"])
     assert error.value.code == 2 and "at least 2" in capsys.readouterr().err
+
+
+def test_the_numpy_code_side_is_set_against_the_compiled_passes_round_by_round():
+    from minigan.bench.timing import Run
+    script = load_script()
+    runs = {"minigan": [Run(10.0, True, 0), Run(12.0, False, 1)], "torch": [Run(9.0, False, 0), Run(8.0, True, 1)],
+            "minigan_numpy_code": [Run(15.0, False, 0), Run(17.0, True, 1)]}
+    row = script.step_row(64, runs, [5.0], 10**9)
+    assert row["minigan_numpy_code_ms"] == 16.0 and row["compiled_speedup"] == pytest.approx(16.0 / 11.0)
+    table = script.format_numpy_code_table([row]).splitlines()
+    assert table[2] == "| 64 | 11.00 (10.00-12.00) | 16.00 (15.00-17.00) | 1.45x | 0.77x | 0.53x |"
+    del runs["minigan_numpy_code"]
+    assert script.step_row(64, runs, [5.0], 10**9)["compiled_speedup"] is None
+
+
+def test_the_numpy_code_side_runs_where_the_passes_are_compiled(capsys):
+    from minigan.cpu_kernels import available
+    script = load_script()
+    argv = ["--batch-sizes", "2", "--rounds", "1", "--repeats", "1", "--no-torch", "--no-layers", "--numpy-code"]
+    if not available():
+        with pytest.raises(SystemExit):
+            script.main(argv)
+        assert "pip install 'minigan[fast]'" in capsys.readouterr().err
+        return
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "## minigan's compiled passes against its NumPy code (the same bits)" in out
+    assert any(line.startswith("- compiled CPU passes: Numba ") for line in out.splitlines())
+    assert MiniganDCGAN(2, compiled=False).backend.compiled is False

@@ -131,10 +131,12 @@ def products_ms(products: list[Product], repeats: int) -> float:
 
 
 class MiniganDCGAN:
-    """The `dcgan-paper` preset's GAN (NumPy, float32, seed 0) and a real batch of size `batch`."""
+    """The `dcgan-paper` preset's GAN (NumPy, float32, seed 0) and a real batch of size `batch`;
+    with `compiled=False` its layers run their NumPy code instead of the compiled passes."""
 
-    def __init__(self, batch: int):
+    def __init__(self, batch: int, compiled: bool = True):
         self.backend = get_backend("numpy", "float32", seed=0)
+        self.backend.compiled = self.backend.compiled and compiled
         self.gan = build_gan(PRESETS["dcgan-paper"], IMAGE, self.backend)
         self.rng = np.random.default_rng(1)
         self.real = self.backend.asarray(self.rng.uniform(-1, 1, (batch, *IMAGE)))

@@ -3,6 +3,7 @@ CPUs other processes took while it ran, and the BLAS each side uses (threadpoolc
 NumPy's, the build summary of PyTorch's)."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import re
@@ -11,8 +12,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_info
 
+from ..cpu_kernels import available as compiled_passes_available
+
 # environment variables that change what the BLAS, OpenMP or the allocator do; reported when set
-ENVIRONMENT_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "KMP_", "GOMP_", "MALLOC_")
+ENVIRONMENT_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "KMP_", "GOMP_", "MALLOC_", "MINIGAN_")
 # the lines of torch.__config__.show() that name the libraries its CPU products come from
 TORCH_BLAS_WORDS = ("Math Kernel", "MKL-DNN", "oneDNN", "OpenMP", "BLAS_INFO", "CPU capability")
 
@@ -106,11 +109,18 @@ def describe(threads: int | None, torch: dict[str, Any] | None, others: OtherLoa
     """The machine notes of a benchmark against PyTorch: the CPU, the load, the threads per side,
     NumPy and its BLAS (call it inside the run's thread limit), `torch_info` (None: not run),
     with `others` (made when the run began) the share of the CPUs other processes took
-    meanwhile, and the BLAS / OpenMP / allocator environment variables that are set."""
+    meanwhile, whether the layers' compiled CPU passes ran (`minigan.cpu_kernels`: the Numba
+    version, or None), and the BLAS / OpenMP / allocator / minigan environment variables that are set."""
     return {"cpu": cpu_model(), "load_average": load_average(), "threads": threads, "numpy": np.__version__,
-            "numpy_blas": numpy_blas(), "torch": torch, "others_share": others.share() if others else None,
+            "numpy_blas": numpy_blas(), "compiled_passes": compiled_passes(), "torch": torch,
+            "others_share": others.share() if others else None,
             "environment": {name: value for name, value in sorted(os.environ.items())
                             if name.startswith(ENVIRONMENT_PREFIXES)}}
+
+
+def compiled_passes() -> str | None:
+    """The Numba version behind the layers' compiled CPU passes, None when they are off."""
+    return importlib.metadata.version("numba") if compiled_passes_available() else None
 
 
 def torch_line(torch: dict[str, Any]) -> str:
@@ -127,6 +137,10 @@ def format_machine(machine: dict[str, Any]) -> list[str]:
     if machine["threads"] is not None:
         lines.append(f"threads per side: {machine['threads']}")
     lines.append(f"NumPy {machine['numpy']}, BLAS: {'; '.join(machine['numpy_blas']) or 'none found'}")
+    if "compiled_passes" in machine:  # absent from results saved before minigan compiled any pass
+        compiled = machine["compiled_passes"]
+        lines.append(f"compiled CPU passes: Numba {compiled}" if compiled else
+                     "compiled CPU passes: off (the NumPy code: Numba not installed or MINIGAN_COMPILED=0)")
     if machine.get("environment"):
         lines.append("environment: " + " ".join(f"{name}={value}" for name, value in machine["environment"].items()))
     if machine["torch"]:
