@@ -25,9 +25,9 @@ def window_count(size: int, kernel: int, stride: int) -> int:
     return (size - kernel) // stride + 1
 
 
-def add_windows(xp: Any, cols: Any, out: Any, stride: Pair, compiled: bool = False) -> None:
-    """out += each window of cols (N, Ho, Wo, kh, kw, C), the windows starting at out's first
-    row and column (col2im, onto `out`).
+def add_windows(xp: Any, cols: Any, image: Any, stride: Pair, start: Pair = (0, 0), compiled: bool = False) -> None:
+    """image (N, H, W, C) += each window of cols (N, Ho, Wo, kh, kw, C), the first window at
+    image[:, start[0], start[1]] (col2im, onto `image`).
 
     With several channels the windows are added a class of disjoint windows at a time
     (`add_windows_by_tile_class`), in runs of kw * C numbers; with one channel a kernel
@@ -35,11 +35,11 @@ def add_windows(xp: Any, cols: Any, out: Any, stride: Pair, compiled: bool = Fal
     faster of the two in each case (`benchmarks/col2im_orders.py`). `compiled`: by the
     same order's loop in `minigan.cpu_kernels` (NumPy arrays; the same bits, one pass)."""
     if compiled:
-        (col2im_by_position if cols.shape[-1] == 1 else col2im_by_tile_class)(cols, out, *stride)
+        (col2im_by_position if cols.shape[-1] == 1 else col2im_by_tile_class)(cols, image, *start, *stride)
     elif cols.shape[-1] == 1:
-        add_windows_by_position(cols, out, stride)
+        add_windows_by_position(cols, image[:, start[0]:, start[1]:], stride)
     else:
-        add_windows_by_tile_class(xp, cols, out, stride)
+        add_windows_by_tile_class(xp, cols, image[:, start[0]:, start[1]:], stride)
 
 
 def add_windows_by_position(cols: Any, out: Any, stride: Pair) -> None:
@@ -165,7 +165,7 @@ def scatter_add(xp: Any, rows: Any, image: Any, band: Band, stride: Pair, compil
     added onto its window (`add_windows`, compiled or not)."""
     (bh, bw), (ki, kj), (r0, c0) = band.size, band.kernel, band.start
     n, c = image.shape[0], image.shape[3]
-    add_windows(xp, rows.reshape(n, bh, bw, ki, kj, c), image[:, r0:, c0:], stride, compiled)
+    add_windows(xp, rows.reshape(n, bh, bw, ki, kj, c), image, stride, (r0, c0), compiled)
 
 
 def band_rows(xp: Any, images: Any, band: Band) -> Any:
