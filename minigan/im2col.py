@@ -2,7 +2,7 @@
 convolutions (`minigan.conv`) are built from.
 
 A convolution gathers every kh x kw window of its (N, H, W, C) input into one row of a
-column matrix (im2col: a strided view, `sliding_window_view`, copied once) and multiplies
+column matrix (im2col: one strided view of the windows, copied once) and multiplies
 it by the weights; its adjoint (col2im) adds each row back onto its window, by strided adds
 of disjoint windows, with no scatter and no loop over samples (`add_windows`). The layers do
 not pad: `bands` splits a padded convolution's output into bands whose windows all use the
@@ -33,7 +33,7 @@ def add_windows(xp: Any, cols: Any, image: Any, stride: Pair, start: Pair = (0, 
     (`add_windows_by_tile_class`), in runs of kw * C numbers; with one channel a kernel
     position at a time (`add_windows_by_position`), whose runs are a row of windows: the
     faster of the two in each case (`benchmarks/col2im_orders.py`). `compiled`: by the
-    same order's loop in `minigan.cpu_kernels` (NumPy arrays; the same bits, one pass)."""
+    same order's loop in `minigan.cpu_kernels` (NumPy arrays; the same bits, one loop)."""
     if compiled:
         (col2im_by_position if cols.shape[-1] == 1 else col2im_by_tile_class)(cols, image, *start, *stride)
     elif cols.shape[-1] == 1:
