@@ -240,3 +240,26 @@ def test_the_backend_says_whether_the_passes_are_compiled(monkeypatch):
         assert not mg.get_backend("strict_cupy").compiled  # only NumPy arrays
     finally:
         cpu_kernels.available.cache_clear()
+
+
+@needs_numba
+def test_a_loop_compiles_without_a_disk_cache_where_none_can_be_written(monkeypatch):
+    """Numba refuses `cache=True` (RuntimeError) when it finds no writable place: the loop is
+    then compiled without one."""
+    import numba
+    real_njit, asked = numba.njit, []
+
+    def njit(*args, **options):
+        if args or set(options) != {"cache"}:  # Numba's own calls while it compiles
+            return real_njit(*args, **options)
+        asked.append(options["cache"])
+        if options["cache"]:
+            raise RuntimeError("cannot cache function: no locator available")
+        return real_njit(cache=False)
+
+    monkeypatch.setattr(numba, "njit", njit)
+    loop = cpu_kernels._compiled_at_first_call(cpu_kernels.batchnorm_channel_sums.python)
+    sums = np.empty(2)
+    loop(np.arange(6.0).reshape(3, 2), sums)
+    loop(np.ones((2, 2)), sums)
+    assert asked == [True, False] and sums.tolist() == [2.0, 2.0]
