@@ -114,6 +114,22 @@ def layer_stacks(draw):
     return widths[0], layers
 
 
+@st.composite
+def conv_geometries(draw):
+    """(kernel, stride, padding, in_channels, out_channels, height, width) of a valid conv."""
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    height = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 9))
+    width = draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 9))
+    return kernel, stride, padding, draw(st.integers(1, 4)), draw(st.integers(1, 4)), height, width
+
+
+def output_padding_for(height, width, kernel, stride, padding):
+    """The output_padding that makes the transposed conv map the conv's output back to (H, W)."""
+    return tuple((size + 2 * p - k) % s for size, k, s, p in zip((height, width), kernel, stride, padding))
+
+
 # ---------------------------------------------------------------- checkpoints
 
 

@@ -12,23 +12,7 @@ from minigan.im2col import (Band, add_windows, add_windows_by_position, add_wind
                              sample_chunks, scatter_add, window_count)
 from minigan.gradcheck import assert_gradients_close, check_model
 
-from conftest import BACKENDS
-
-
-@st.composite
-def geometries(draw):
-    """(kernel, stride, padding, in_channels, out_channels, height, width) of a valid conv."""
-    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    height = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 9))
-    width = draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 9))
-    return kernel, stride, padding, draw(st.integers(1, 4)), draw(st.integers(1, 4)), height, width
-
-
-def output_padding_for(height, width, kernel, stride, padding):
-    """The output_padding that makes the transposed conv map the conv's output back to (H, W)."""
-    return tuple((size + 2 * p - k) % s for size, k, s, p in zip((height, width), kernel, stride, padding))
+from conftest import BACKENDS, conv_geometries, output_padding_for
 
 
 def randomised(model, backend, seed):
@@ -37,7 +21,7 @@ def randomised(model, backend, seed):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-@given(geometry=geometries(), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
+@given(geometry=conv_geometries(), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
 def test_conv2d_gradients(backend_name, geometry, batch, seed):
     kernel, stride, padding, c_in, c_out, height, width = geometry
     be = mg.get_backend(backend_name, "float64", seed=seed)
@@ -47,7 +31,7 @@ def test_conv2d_gradients(backend_name, geometry, batch, seed):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-@given(geometry=geometries(), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
+@given(geometry=conv_geometries(), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
 def test_conv_transpose2d_gradients(backend_name, geometry, batch, seed):
     kernel, stride, padding, c_in, c_out, height, width = geometry
     extra = output_padding_for(height, width, kernel, stride, padding)
@@ -60,7 +44,7 @@ def test_conv_transpose2d_gradients(backend_name, geometry, batch, seed):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-@given(geometry=geometries(), seed=st.integers(0, 2**16))
+@given(geometry=conv_geometries(), seed=st.integers(0, 2**16))
 def test_the_transposed_convolution_is_the_adjoint(backend_name, geometry, seed):
     """<conv(x), y> == <x, conv_transpose(y)> with the weights W and W^T (channel axes
     swapped), no bias."""
@@ -94,7 +78,7 @@ def windows_added_one_by_one(cols, padded_shape, kernel, stride):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-@given(geometry=geometries(), batch=st.integers(1, 3), seed=st.integers(0, 2**16))
+@given(geometry=conv_geometries(), batch=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_add_windows_adds_every_row_onto_its_window(backend_name, geometry, batch, seed):
     """col2im (`add_windows`) against its definition, onto a slice of a larger image that
     already holds values (as the layers add chunks of samples and bands), leaving the rest
@@ -268,7 +252,7 @@ def test_the_dcgan_layers_bands_skip_every_padded_tap():
     assert sum(b.size[0] * b.size[1] * b.kernel[0] * b.kernel[1] for b in found) == 26 * 26
 
 
-@given(geometry=geometries())
+@given(geometry=conv_geometries())
 def test_bands_hold_each_tap_inside_the_image_once(geometry):
     kernel, stride, padding, _, _, height, width = geometry
     outputs = Conv2d(1, 1, kernel, stride, padding).output_shape((height, width, 1))[:2]
@@ -285,7 +269,7 @@ def test_bands_hold_each_tap_inside_the_image_once(geometry):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-@given(geometry=geometries(), seed=st.integers(0, 2**16))
+@given(geometry=conv_geometries(), seed=st.integers(0, 2**16))
 def test_scatter_add_is_the_adjoint_of_gather(backend_name, geometry, seed):
     """<gather(x), r> == <x, scatter_add(r)> for every band, and gather is the padded
     image's windows at the band's taps."""
@@ -320,7 +304,7 @@ def test_sample_chunks_cover_the_batch_in_order_within_the_budget(samples, sampl
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-@given(geometry=geometries(), batch=st.integers(1, 5), chunk_bytes=st.integers(1, 4000), seed=st.integers(0, 2**16))
+@given(geometry=conv_geometries(), batch=st.integers(1, 5), chunk_bytes=st.integers(1, 4000), seed=st.integers(0, 2**16))
 def test_chunked_work_equals_the_whole_batch_at_once(backend_name, geometry, batch, chunk_bytes, seed):
     """Both layers' forward, input and parameter gradients with the batch made a few samples
     at a time (`Backend.chunk_bytes`) equal those of one pass over the batch."""

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 import minigan as mg
 from minigan import cpu_kernels
 from minigan.conv import Conv2d, ConvTranspose2d
-from minigan.im2col import add_windows_by_position, add_windows_by_tile_class
+from minigan.im2col import add_windows_by_position, add_windows_by_tile_class, window_count
 from minigan.run.presets import PRESETS, build_gan
+
+from conftest import conv_geometries, output_padding_for
 
 needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
                                  reason="needs Numba (pip install 'minigan[fast]'); CI installs it")
@@ -110,27 +112,17 @@ def test_activations_give_the_same_bits_compiled_special_values_included(dtype, 
         assert_same_bits(left, right)
 
 
-def geometries():
-    kernel = st.integers(1, 4)
-    return st.tuples(kernel, kernel, st.integers(1, 3), st.integers(1, 3), st.integers(0, 2), st.integers(1, 4),
-                     st.integers(1, 3), st.integers(3, 8), st.integers(3, 8))
-
-
-def fits(geometry):
-    kh, kw, sh, sw, padding, _, _, height, width = geometry
-    return height + 2 * padding >= kh and width + 2 * padding >= kw
-
-
 @needs_numba
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(geometry=geometries().filter(fits), seed=st.integers(0, 2**16))
+@given(geometry=conv_geometries(), seed=st.integers(0, 2**16))
 def test_convolutions_give_the_same_bits_compiled(dtype, geometry, seed):
-    """Both convolutions (their scatter of windows is compiled), one channel and several."""
-    kh, kw, sh, sw, padding, c_in, c_out, height, width = geometry
-    transposed_padding = padding if min((height - 1) * sh + kh, (width - 1) * sw + kw) > 2 * padding else 0
-    for make, shape in ((lambda: [Conv2d(c_in, c_out, (kh, kw), (sh, sw), padding)], (height, width, c_in)),
-                        (lambda: [ConvTranspose2d(c_in, c_out, (kh, kw), (sh, sw), transposed_padding)],
-                         (height, width, c_in))):
+    """Both convolutions (their scatter of windows is compiled), one channel and several,
+    the transposed one as the adjoint of the other (its padding and output padding too)."""
+    kernel, stride, padding, c_in, c_out, height, width = geometry
+    extra = output_padding_for(height, width, kernel, stride, padding)
+    conv_out = Conv2d(c_in, c_out, kernel, stride, padding).output_shape((height, width, c_in))
+    for make, shape in ((lambda: [Conv2d(c_in, c_out, kernel, stride, padding)], (height, width, c_in)),
+                        (lambda: [ConvTranspose2d(c_out, c_in, kernel, stride, padding, extra)], conv_out)):
         numpy_path, compiled_path = run_both(make, shape, dtype, seed)
         for left, right in zip(numpy_path, compiled_path):
             assert_same_bits(left, right)
@@ -156,13 +148,12 @@ def test_a_dcgan_step_gives_the_same_bits_compiled(preset):
 # ---- the loops themselves, as plain Python on small arrays (no Numba needed)
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(geometry=geometries(), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
+@given(geometry=conv_geometries(), batch=st.integers(1, 2), seed=st.integers(0, 2**16))
 def test_the_col2im_loops_add_as_numpy_does(dtype, geometry, batch, seed):
     """Both orders of adding windows, onto a slice of a larger image that holds values."""
-    kh, kw, sh, sw, _, channels, _, height, width = geometry
-    ho, wo = (height - kh) // sh + 1, (width - kw) // sw + 1
-    if ho < 1 or wo < 1:
-        return
+    (kh, kw), (sh, sw), (ph, pw), channels, _, height, width = geometry
+    height, width = height + 2 * ph, width + 2 * pw                             # the padded image
+    ho, wo = window_count(height, kh, sh), window_count(width, kw, sw)
     rng = np.random.default_rng(seed)
     cols = rng.standard_normal((batch, ho, wo, kh, kw, channels)).astype(dtype)
     start = rng.standard_normal((batch + 1, height + 1, width + 2, channels)).astype(dtype)
